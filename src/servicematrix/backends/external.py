@@ -1,0 +1,123 @@
+"""The external backend: servers someone else runs (CI service containers, compose).
+
+Servers we do not own are never wiped: each worker gets a database of its own on
+PostgreSQL (created here, dropped at the end) and a Redis database index of its own.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import redis
+from psycopg import sql
+
+from servicematrix.backends import Backend
+from servicematrix.config import Config
+from servicematrix.errors import StartupError, UnavailableError
+from servicematrix.info import ServerInfo
+
+CONNECT_TIMEOUT = 5
+REDIS_DATABASES = 16
+
+
+def _mask(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+class ExternalBackend(Backend):
+    """Attaches to ``pg_url`` and ``redis_url``."""
+
+    name = "external"
+    _pg_admin: str | None = None
+    _pg_database: str | None = None
+
+    @classmethod
+    def unavailable(cls, config: Config) -> str | None:
+        missing = [
+            s for s, url in (("pg_url", config.pg_url), ("redis_url", config.redis_url)) if not url
+        ]
+        if not missing:
+            return None
+        names = " and ".join(f"--servicematrix-{m.replace('_', '-')}" for m in missing)
+        return f"needs {names} (or SERVICEMATRIX_{'/'.join(m.upper() for m in missing)})"
+
+    def start_postgres(self) -> ServerInfo:
+        url = self.ctx.config.pg_url
+        assert url is not None
+        parts = urlsplit(url)
+        admin_db = parts.path.lstrip("/") or "postgres"
+        database = f"sm_{self.ctx.run_id}_{self.ctx.worker_id}".lower()
+        conninfo = parts._replace(scheme="postgresql").geturl()
+        try:
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as c:
+                version = str(c.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+                self._check_major("pg", version, self.ctx.config.pg)
+                c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        except psycopg.Error as exc:
+            raise UnavailableError(
+                f"cannot use PostgreSQL at {_mask(url)}: {str(exc).strip().splitlines()[0]}; "
+                "check --servicematrix-pg-url"
+            ) from exc
+        self._pg_admin, self._pg_database = conninfo, database
+        return ServerInfo(
+            "postgresql", parts.hostname or "127.0.0.1", parts.port or 5432,
+            unquote(parts.username or ""), unquote(parts.password or ""), database,
+            version, self.name,
+        )
+
+    def start_redis(self) -> ServerInfo:
+        url = self.ctx.config.redis_url
+        assert url is not None
+        parts = urlsplit(url)
+        base = int(parts.path.lstrip("/") or 0)
+        index = base + self.ctx.worker_index
+        if index >= REDIS_DATABASES:
+            raise UnavailableError(
+                f"Redis database index {index} for worker {self.ctx.worker_id} is out of range: "
+                "use fewer workers or a lower database index in --servicematrix-redis-url"
+            )
+        try:
+            client = redis.Redis.from_url(
+                url, db=index, socket_connect_timeout=CONNECT_TIMEOUT,
+                socket_timeout=CONNECT_TIMEOUT,
+            )
+            with client:
+                info = client.info("server")
+        except redis.RedisError as exc:
+            raise UnavailableError(
+                f"cannot use Redis at {_mask(url)}: {exc}; check --servicematrix-redis-url"
+            ) from exc
+        product = "valkey" if info.get("server_name") == "valkey" else "redis"
+        version = str(info.get("valkey_version") or info["redis_version"])
+        wanted = self.ctx.config.redis
+        if wanted and wanted.product != product:
+            raise UnavailableError(
+                f"the server at {_mask(url)} is {product} {version}, but {wanted} was asked for"
+            )
+        self._check_major("redis", version, wanted.major if wanted else None)
+        return ServerInfo(
+            product, parts.hostname or "127.0.0.1", parts.port or 6379,
+            unquote(parts.username or ""), unquote(parts.password or ""), str(index),
+            version, self.name,
+        )
+
+    def close(self) -> None:
+        if not (self._pg_admin and self._pg_database):
+            return
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        try:
+            with psycopg.connect(self._pg_admin, autocommit=True, connect_timeout=5) as c:
+                c.execute(drop.format(sql.Identifier(self._pg_database)))
+        except psycopg.Error as exc:
+            raise StartupError(f"could not drop database {self._pg_database}: {exc}") from exc
+
+    def _check_major(self, stem: str, version: str, wanted: int | None) -> None:
+        if wanted is not None and int(version.split(".")[0]) != wanted:
+            raise UnavailableError(
+                f"the external server runs version {version}, but --servicematrix-{stem}="
+                f"{wanted} was asked for: point --servicematrix-{stem}-url at a {wanted} server"
+            )

@@ -1,0 +1,147 @@
+"""The local backend: server processes from binaries on this machine, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from servicematrix import binaries
+from servicematrix.backends import Backend
+from servicematrix.config import Config
+from servicematrix.errors import StartupError
+from servicematrix.info import ServerInfo
+from servicematrix.initdb import SUPERUSER, template_for
+from servicematrix.processes import free_port, give_to_server, spawn, wait_until
+
+PORT_ATTEMPTS = 3
+# Throwaway clusters: durability only costs time here.
+_PG_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "50",
+}
+
+
+def _wanted(config: Config) -> tuple[str, str]:
+    pg = f"PostgreSQL {config.pg}" if config.pg else "any PostgreSQL"
+    redis = str(config.redis) if config.redis else "any Redis"
+    return pg, redis
+
+
+class LocalBackend(Backend):
+    """Copies a cached cluster and starts ``postgres`` and ``redis-server`` per worker."""
+
+    name = "local"
+
+    @classmethod
+    def unavailable(cls, config: Config) -> str | None:
+        pg, redis = _wanted(config)
+        missing = [
+            what
+            for what, found in (
+                (pg, binaries.find_postgres(config.pg)),
+                (redis, binaries.find_redis(config.redis)),
+            )
+            if found is None
+        ]
+        if not missing:
+            return None
+        return (
+            f"no {' or '.join(missing)} binaries found (searched {binaries.searched_places()}); "
+            "install the server packages or the matching extra, e.g. servicematrix[pg16,redis6]"
+        )
+
+    def start_postgres(self) -> ServerInfo:
+        install = binaries.find_postgres(self.ctx.config.pg)
+        if install is None:
+            raise StartupError(self.unavailable(self.ctx.config) or "PostgreSQL not found")
+        template = template_for(install, self.ctx.config.cache_dir)
+        datadir = self.ctx.workdir / "postgres"
+        shutil.copytree(template.datadir, datadir, symlinks=True)
+        give_to_server(datadir)
+        log = self.ctx.workdir / "postgres.log"
+        port = self._serve(
+            lambda port: [
+                install.bindir / "postgres", "-D", datadir, "-p", str(port),
+                *(arg for k, v in _PG_SETTINGS.items() for arg in ("-c", f"{k}={v}")),
+            ],
+            ready=lambda _port: _pg_ready(datadir),
+            log=log,
+            what=f"PostgreSQL {install.version}",
+            stop_signal=signal.SIGQUIT,
+        )
+        return ServerInfo(
+            "postgresql", "127.0.0.1", port, SUPERUSER, template.password, "postgres",
+            install.version, self.name,
+        )
+
+    def start_redis(self) -> ServerInfo:
+        install = binaries.find_redis(self.ctx.config.redis)
+        if install is None:
+            raise StartupError(self.unavailable(self.ctx.config) or "Redis not found")
+        password = secrets.token_urlsafe(18)
+        datadir = self.ctx.workdir / "redis"
+        datadir.mkdir(mode=0o700)
+        give_to_server(datadir)
+        port = self._serve(
+            lambda port: [
+                install.binary, "--port", str(port), "--bind", "127.0.0.1",
+                "--dir", datadir, "--save", "", "--appendonly", "no",
+                "--requirepass", password, "--daemonize", "no",
+            ],
+            ready=_accepts,
+            log=self.ctx.workdir / "redis.log",
+            what=f"{install.product} {install.version}",
+            stop_signal=signal.SIGTERM,
+        )
+        return ServerInfo(
+            install.product,  # type: ignore[arg-type]
+            "127.0.0.1", port, "", password, "0", install.version, self.name,
+        )
+
+    def _serve(
+        self,
+        argv: Callable[[int], Sequence[str | Path]],
+        *,
+        ready: Callable[[int], bool],
+        log: Path,
+        what: str,
+        stop_signal: int,
+    ) -> int:
+        """Start on a free port, retrying when another process takes the port first."""
+        for _ in range(PORT_ATTEMPTS):
+            port = free_port()
+            proc = spawn(argv(port), log)
+            self.ctx.reaper.track_process(proc, stop_signal)
+            try:
+                wait_until(lambda: ready(port) or None, proc, log, what)
+            except StartupError:
+                if proc.returncode is not None and "in use" in log.read_text(errors="replace"):
+                    continue
+                raise
+            return port
+        raise StartupError(f"{what} could not bind a free port after {PORT_ATTEMPTS} attempts")
+
+
+def _pg_ready(datadir: Path) -> bool:
+    """postmaster.pid's status line says 'ready' once connections are accepted."""
+    try:
+        lines = (datadir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

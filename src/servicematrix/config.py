@@ -1,0 +1,156 @@
+"""One frozen configuration, resolved from CLI > ini > env > default.
+
+Every setting has one stem that gives its three names: ``backend`` is the CLI option
+``--servicematrix-backend``, the ini key ``servicematrix_backend`` and the environment
+variable ``SERVICEMATRIX_BACKEND``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from servicematrix.errors import ConfigError
+
+Backend = Literal["auto", "docker", "local", "external"]
+BACKENDS: tuple[Backend, ...] = ("auto", "docker", "local", "external")
+DRIVERS = ("sync", "async")
+_REDIS_VERSION = re.compile(r"^(?:(redis|valkey)-)?(\d+)$")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One user-settable value and its three names."""
+
+    stem: str
+    help: str
+    default: str | None = None
+
+    @property
+    def cli(self) -> str:
+        return "--servicematrix-" + self.stem.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "servicematrix_" + self.stem
+
+    @property
+    def env(self) -> str:
+        return "SERVICEMATRIX_" + self.stem.upper()
+
+
+SETTINGS = (
+    Setting("backend", "where servers come from: auto, docker, local or external", "auto"),
+    Setting("pg", "PostgreSQL major version, e.g. 15 (default: the newest one found)"),
+    Setting("redis", "Redis major version, e.g. 7, or valkey-8 (default: the newest found)"),
+    Setting("pg_url", "URL of a PostgreSQL server to use (external backend)"),
+    Setting("redis_url", "URL of a Redis server to use (external backend)"),
+    Setting("driver", "which drivers tests run under: both, sync or async", "both"),
+    Setting("cache_dir", "where initdb'd clusters are kept between runs"),
+    Setting("tmp_dir", "where servers keep their data (default: /dev/shm if roomy, else TMPDIR)"),
+)
+
+
+@dataclass(frozen=True)
+class RedisVersion:
+    """A Redis-compatible server: which product, which major version."""
+
+    product: Literal["redis", "valkey"]
+    major: int
+
+    def __str__(self) -> str:
+        return f"{self.product}-{self.major}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the user asked for; ``None`` means 'whatever the backend finds'."""
+
+    backend: Backend = "auto"
+    pg: int | None = None
+    redis: RedisVersion | None = None
+    pg_url: str | None = None
+    redis_url: str | None = None
+    drivers: tuple[str, ...] = DRIVERS
+    cache_dir: Path | None = None
+    tmp_dir: Path | None = None
+
+    @property
+    def explicit(self) -> bool:
+        """True when the user asked for particular servers, not just 'whatever is here'."""
+        return any((self.backend != "auto", self.pg, self.redis, self.pg_url, self.redis_url))
+
+    @classmethod
+    def resolve(
+        cls,
+        cli: Callable[[str], str | None],
+        ini: Callable[[str], str | None],
+        env: Mapping[str, str],
+    ) -> Config:
+        """Build from the three sources; the first one that sets a value wins."""
+        raw = {}
+        for s in SETTINGS:
+            value = cli(s.stem) or ini(s.ini) or env.get(s.env) or s.default
+            raw[s.stem] = value.strip() if value else None
+        return cls.parse(raw)
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str | None]) -> Config:
+        """Validate raw strings; every error names the setting and a valid value."""
+        backend = raw.get("backend") or "auto"
+        if backend not in BACKENDS:
+            raise ConfigError(_bad("backend", backend, "one of " + ", ".join(BACKENDS)))
+        driver = raw.get("driver") or "both"
+        if driver not in (*DRIVERS, "both"):
+            raise ConfigError(_bad("driver", driver, "both, sync or async"))
+        return cls(
+            backend=backend,  # type: ignore[arg-type]
+            pg=_pg_version(raw.get("pg")),
+            redis=_redis_version(raw.get("redis")),
+            pg_url=_url(raw.get("pg_url"), "pg_url", ("postgresql", "postgres")),
+            redis_url=_url(raw.get("redis_url"), "redis_url", ("redis", "rediss")),
+            drivers=DRIVERS if driver == "both" else (driver,),
+            cache_dir=_path(raw.get("cache_dir")),
+            tmp_dir=_path(raw.get("tmp_dir")),
+        )
+
+
+def _bad(stem: str, value: str, expected: str) -> str:
+    s = next(s for s in SETTINGS if s.stem == stem)
+    return f"{s.cli}={value!r} is not valid: use {expected} (or set {s.ini} / {s.env})"
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+def _pg_version(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ConfigError(_bad("pg", value, "a major version such as 15"))
+    return int(value)
+
+
+def _redis_version(value: str | None) -> RedisVersion | None:
+    if not value:
+        return None
+    match = _REDIS_VERSION.match(value.lower())
+    if not match:
+        raise ConfigError(_bad("redis", value, "a major version such as 7, or valkey-8"))
+    product = "valkey" if match.group(1) == "valkey" else "redis"
+    return RedisVersion(product, int(match.group(2)))
+
+
+def _url(value: str | None, stem: str, schemes: tuple[str, ...]) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme.split("+")[0] not in schemes or not parts.hostname:
+        shown = value if "@" not in value else parts.scheme + "://***@" + value.split("@", 1)[1]
+        raise ConfigError(_bad(stem, shown, f"a {schemes[0]}://user:password@host:port/db URL"))
+    return value

@@ -1,0 +1,93 @@
+"""initdb once per PostgreSQL binary and reuse the result.
+
+A cluster is initialised into a temporary directory beside the cache entry and then
+renamed into place, so concurrent workers never see half a cluster: whoever renames
+first wins, the others discard theirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from servicematrix.binaries import Installation
+from servicematrix.errors import StartupError
+from servicematrix.processes import as_server_account, give_to_server, last_line, server_account
+
+SUPERUSER = "postgres"
+# Bump when the initdb options change, so old cache entries are not reused.
+_LAYOUT = "1"
+
+
+@dataclass(frozen=True)
+class Template:
+    """An initialised cluster to copy, and the superuser password it was made with."""
+
+    datadir: Path
+    password: str
+
+
+def default_cache_dir() -> Path:
+    """Per-user cache; root's lives in the temp dir so the server account can read it."""
+    if server_account() is not None:
+        return Path(tempfile.gettempdir()) / "servicematrix-cache"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "servicematrix"
+
+
+def template_for(install: Installation, cache_dir: Path | None) -> Template:
+    """The cached cluster for ``install``, made now if missing."""
+    root = (cache_dir or default_cache_dir()) / "postgres"
+    root.mkdir(parents=True, exist_ok=True, mode=0o755)
+    key = hashlib.sha256(f"{_LAYOUT}:{install.binary.resolve()}:{install.version}".encode())
+    entry = root / f"{install.version}-{key.hexdigest()[:12]}"
+    if not (entry / "password").exists():
+        _initdb(install, entry)
+    return Template(entry / "data", (entry / "password").read_text().strip())
+
+
+def _initdb(install: Installation, entry: Path) -> None:
+    staging = Path(tempfile.mkdtemp(prefix=".initdb-", dir=entry.parent))
+    try:
+        password = secrets.token_urlsafe(18)
+        pwfile = staging / "pwfile"
+        pwfile.write_text(password + "\n")
+        give_to_server(staging)
+        log = staging / "initdb.log"
+        result = subprocess.run(
+            [
+                install.bindir / "initdb",
+                "--pgdata", staging / "data",
+                "--username", SUPERUSER,
+                "--pwfile", pwfile,
+                "--auth-host", "scram-sha-256",
+                "--auth-local", "trust",
+                "--encoding", "UTF8",
+                "--locale", "C.UTF-8",
+                "--wal-segsize", "1",
+                "--no-sync",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            check=False,
+            **as_server_account(),
+        )
+        if result.returncode != 0:
+            raise StartupError(f"initdb of PostgreSQL {install.version} failed: {last_line(log)}")
+        pwfile.unlink()
+        (staging / "password").write_text(password + "\n")
+        os.chmod(staging / "password", 0o600)
+        os.chmod(staging, 0o755)
+        try:
+            staging.rename(entry)
+        except OSError:
+            if not (entry / "password").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,108 @@
+"""Running server processes: ports, privileges, readiness."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from servicematrix.errors import StartupError
+
+T = TypeVar("T")
+POLL_SECONDS = 0.005
+_UNPRIVILEGED_USER = "nobody"
+_MIN_SHM_BYTES = 1 << 30
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the caller retries on a race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def data_root() -> Path:
+    """Where throwaway data dirs go: memory-backed /dev/shm when it has room, else TMPDIR."""
+    shm = Path("/dev/shm")
+    try:
+        stat = os.statvfs(shm)
+    except OSError:
+        return Path(tempfile.gettempdir())
+    roomy = stat.f_bavail * stat.f_frsize >= _MIN_SHM_BYTES
+    return shm if roomy and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
+
+
+def server_account() -> tuple[int, int] | None:
+    """(uid, gid) to run servers as: PostgreSQL refuses root, so root hands them to nobody."""
+    if os.geteuid() != 0:
+        return None
+    entry = pwd.getpwnam(_UNPRIVILEGED_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+def give_to_server(path: Path) -> None:
+    """Make ``path`` (recursively) owned by the server account, if servers run as another."""
+    account = server_account()
+    if account is None:
+        return
+    uid, gid = account
+    os.chown(path, uid, gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
+
+def as_server_account() -> dict[str, object]:
+    """subprocess keyword arguments that run a command as the server account."""
+    account = server_account()
+    if account is None:
+        return {}
+    return {"user": account[0], "group": account[1], "extra_groups": []}
+
+
+def spawn(argv: Sequence[str | Path], log: Path) -> subprocess.Popen[bytes]:
+    """Start a server in the background as the server account, output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+            [os.fspath(a) for a in argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **as_server_account(),
+        )
+
+
+def wait_until(
+    ready: Callable[[], T | None],
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    what: str,
+    timeout: float = 30.0,
+) -> T:
+    """Poll ``ready`` until it returns a value; fail at once if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = ready()
+        if result is not None:
+            return result
+        if proc.poll() is not None:
+            raise StartupError(f"{what} exited with code {proc.returncode}: {last_line(log)}")
+        time.sleep(POLL_SECONDS)
+    proc.kill()
+    raise StartupError(f"{what} was not ready after {timeout:.0f} s: {last_line(log)}")
+
+
+def last_line(log: Path) -> str:
+    """The last non-empty line of a log, to quote in a one-line error."""
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1].strip() if lines else "(empty log)"

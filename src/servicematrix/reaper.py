@@ -1,0 +1,157 @@
+"""Crash safety: a watchdog process that removes what a pytest process started.
+
+The pytest process (or xdist worker) starts one reaper and tells it, line by line
+over a pipe, what to remove: server processes (with the signal that stops them),
+paths, containers. When the pipe closes - on a clean exit or because the owner was
+killed, even by SIGKILL - or when a watched process disappears, the reaper removes
+exactly those things and nothing else. A clean teardown uses the same path: close
+the pipe and wait, so there is one way things are cleaned up.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.5
+
+
+class Reaper:
+    """The owner's side: starts the watchdog and registers resources with it."""
+
+    def __init__(self, watch_pid: int | None = None) -> None:
+        argv = [sys.executable, "-m", "servicematrix.reaper"]
+        if watch_pid:
+            argv.append(str(watch_pid))
+        self._proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, text=True, start_new_session=True
+        )
+        self._pipe: IO[str] = self._proc.stdin  # type: ignore[assignment]
+        self._children: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def track_process(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        self._children.append(proc)
+        self._send(f"pid {proc.pid} {int(sig)}")
+
+    def track_path(self, path: str | os.PathLike[str]) -> None:
+        self._send(f"path {os.fspath(path)}")
+
+    def track_container(self, container_id: str) -> None:
+        self._send(f"container {container_id}")
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Remove everything registered, and wait until it is gone."""
+        if not self._pipe.closed:
+            self._pipe.close()
+        self._proc.wait(timeout=timeout)
+        for child in self._children:
+            child.wait(timeout=timeout)
+
+    def _send(self, line: str) -> None:
+        self._pipe.write(line + "\n")
+        self._pipe.flush()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie awaiting its parent's wait() counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _stop_processes(pids: dict[int, int]) -> None:
+    for pid, sig in pids.items():
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + GRACE_SECONDS
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        _reap_children()
+        time.sleep(0.01)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+
+
+def _reap_children() -> None:
+    # The servers are not our children unless their owner died and we are a subreaper;
+    # collecting zombies here keeps _alive() honest in that case.
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _remove_containers(ids: list[str]) -> None:
+    if ids:
+        subprocess.run(
+            ["docker", "rm", "--force", "--volumes", *ids],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+
+
+def _read_orders(watch_pid: int | None) -> tuple[dict[int, int], list[str], list[str]]:
+    """Collect registrations until the pipe closes or the watched process is gone."""
+    pids: dict[int, int] = {}
+    paths: list[str] = []
+    containers: list[str] = []
+    stdin = sys.stdin
+    while True:
+        ready, _, _ = select.select([stdin], [], [], POLL_SECONDS)
+        if not ready:
+            if watch_pid and not _alive(watch_pid):
+                break
+            continue
+        line = stdin.readline()
+        if not line:
+            break
+        kind, _, value = line.strip().partition(" ")
+        if kind == "pid":
+            pid, _, sig = value.partition(" ")
+            pids[int(pid)] = int(sig or signal.SIGTERM)
+        elif kind == "path":
+            paths.append(value)
+        elif kind == "container":
+            containers.append(value)
+    return pids, paths, containers
+
+
+def main(argv: list[str]) -> int:
+    """Run the watchdog: ``python -m servicematrix.reaper [WATCH_PID]``."""
+    watch_pid = int(argv[0]) if argv else None
+    pids, paths, containers = _read_orders(watch_pid)
+    _stop_processes(pids)
+    _remove_containers(containers)
+    for path in reversed(paths):
+        shutil.rmtree(path, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,51 @@
+"""What a run was asked for and what actually served it, for headers and summaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from servicematrix.config import Config
+from servicematrix.errors import ServiceMatrixError
+from servicematrix.provision import Worker
+
+
+@dataclass
+class RunState:
+    """Per pytest process: the config, the run id shared by all workers, what served."""
+
+    config: Config
+    run_id: str
+    backend: str | None
+    own: dict[str, Any] | None = None
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+    def header(self) -> str:
+        c = self.config
+        return (
+            f"servicematrix: backend={self.backend or c.backend} pg={c.pg or 'newest'} "
+            f"redis={c.redis or 'newest'} drivers={','.join(c.drivers)} run={self.run_id}"
+        )
+
+    def record(self, worker_id: str, worker: Worker) -> None:
+        """Remember what served this process, if its servers came up."""
+        try:
+            pg, rd = worker.ready()
+        except ServiceMatrixError:
+            return
+        self.own = {
+            "worker": worker_id,
+            "backend": pg.backend,
+            "postgres": pg.describe(),
+            "redis": rd.describe(),
+            "seconds": worker.seconds,
+        }
+        self.workers.append(self.own)
+
+
+def summary_lines(state: RunState) -> list[str]:
+    """One line per worker, sorted by worker id."""
+    return [
+        f"{w['worker']}: {w['postgres']}; {w['redis']}; ready in {w['seconds']:.2f} s"
+        for w in sorted(state.workers, key=lambda w: str(w["worker"]))
+    ]
