@@ -105,10 +105,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 def servicematrix_worker(request: pytest.FixtureRequest) -> Iterator[Worker]:
     """This process's servers, started on first use and removed at the end."""
     state = request.config.stash[STATE]
-    worker_id = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    workerinput = getattr(request.config, "workerinput", None)
+    worker_id = workerinput["workerid"] if workerinput else "main"
+    # An xdist worker's parent is the controller: servers must not outlive it either.
+    watch_pid = os.getppid() if workerinput else None
     try:
         backend = state.backend or select_backend(state.config).name
-        worker = Worker(state.config, backend, state.run_id, worker_id, _controller_pid())
+        worker = Worker(state.config, backend, state.run_id, worker_id, watch_pid)
     except ServiceMatrixError as exc:
         pytest.fail(f"servicematrix: {exc}", pytrace=False)
     try:
@@ -116,10 +119,6 @@ def servicematrix_worker(request: pytest.FixtureRequest) -> Iterator[Worker]:
     finally:
         state.record(worker_id, worker)
         worker.close()
-
-
-def _controller_pid() -> int | None:
-    return os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else None
 
 
 def _ready(worker: Worker, which: str) -> ServerInfo:

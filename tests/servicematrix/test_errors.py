@@ -1,0 +1,34 @@
+"""Asked-for servers that cannot be had: one line, the fix, a non-zero exit, no hang."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_unknown_version_is_a_usage_error_naming_the_fix(inner: pytest.Pytester) -> None:
+    inner.makepyfile("def test_a(pg_server):\n    pass\n")
+    result = inner.runpytest("--servicematrix-backend=local", "--servicematrix-pg=9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: servicematrix: local backend: no PostgreSQL 9 binaries found (searched *"
+         "install the server packages or the matching extra*"]
+    )
+
+
+def test_bad_value_is_a_usage_error(inner: pytest.Pytester) -> None:
+    result = inner.runpytest("--servicematrix-redis=keydb")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: servicematrix: --servicematrix-redis='keydb' is not valid*"])
+
+
+def test_external_without_urls_says_which_are_missing(inner: pytest.Pytester) -> None:
+    result = inner.runpytest("--servicematrix-backend=external")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*external backend: needs --servicematrix-pg-url and --servicematrix-redis-url*"]
+    )
+
+
+def test_runs_without_server_fixtures_need_nothing(inner: pytest.Pytester) -> None:
+    inner.makepyfile("def test_a():\n    pass\n")
+    inner.runpytest().assert_outcomes(passed=1)
