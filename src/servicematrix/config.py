@@ -108,7 +108,7 @@ class Config:
         if driver not in (*DRIVERS, "both"):
             raise ConfigError(_bad("driver", driver, "both, sync or async"))
         return cls(
-            backend=backend,  # type: ignore[arg-type]
+            backend=backend,
             pg=_pg_version(raw.get("pg")),
             redis=_redis_version(raw.get("redis")),
             pg_url=_url(raw.get("pg_url"), "pg_url", ("postgresql", "postgres")),
@@ -142,7 +142,7 @@ def _redis_version(value: str | None) -> RedisVersion | None:
     match = _REDIS_VERSION.match(value.lower())
     if not match:
         raise ConfigError(_bad("redis", value, "a major version such as 7, or valkey-8"))
-    product = "valkey" if match.group(1) == "valkey" else "redis"
+    product: Literal["redis", "valkey"] = "valkey" if match.group(1) == "valkey" else "redis"
     return RedisVersion(product, int(match.group(2)))
 
 

@@ -47,7 +47,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"servicematrix: {exc}") from None
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None:
-        state = RunState(resolved, workerinput["servicematrix_run_id"], workerinput["servicematrix_backend"])
+        state = RunState(
+            resolved, workerinput["servicematrix_run_id"], workerinput["servicematrix_backend"]
+        )
     else:
         # Asked-for servers that cannot be had are a usage error before any worker starts.
         backend = _select(resolved) if resolved.explicit else None

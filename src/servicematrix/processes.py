@@ -10,11 +10,10 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict
 
 from servicematrix.errors import StartupError
 
-T = TypeVar("T")
 POLL_SECONDS = 0.005
 _UNPRIVILEGED_USER = "nobody"
 _MIN_SHM_BYTES = 1 << 30
@@ -29,7 +28,7 @@ def free_port() -> int:
 
 def data_root() -> Path:
     """Where throwaway data dirs go: memory-backed /dev/shm when it has room, else TMPDIR."""
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # noqa: S108 - a per-run mkdtemp goes inside
     try:
         stat = os.statvfs(shm)
     except OSError:
@@ -58,7 +57,13 @@ def give_to_server(path: Path) -> None:
             os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
 
 
-def as_server_account() -> dict[str, object]:
+class AccountArgs(TypedDict, total=False):
+    user: int
+    group: int
+    extra_groups: list[int]
+
+
+def as_server_account() -> AccountArgs:
     """subprocess keyword arguments that run a command as the server account."""
     account = server_account()
     if account is None:
@@ -69,7 +74,7 @@ def as_server_account() -> dict[str, object]:
 def spawn(argv: Sequence[str | Path], log: Path) -> subprocess.Popen[bytes]:
     """Start a server in the background as the server account, output to ``log``."""
     with log.open("ab") as out:
-        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        return subprocess.Popen(
             [os.fspath(a) for a in argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -80,18 +85,17 @@ def spawn(argv: Sequence[str | Path], log: Path) -> subprocess.Popen[bytes]:
 
 
 def wait_until(
-    ready: Callable[[], T | None],
+    ready: Callable[[], bool],
     proc: subprocess.Popen[bytes],
     log: Path,
     what: str,
     timeout: float = 30.0,
-) -> T:
-    """Poll ``ready`` until it returns a value; fail at once if the process exits."""
+) -> None:
+    """Poll ``ready`` until it is true; fail at once if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        result = ready()
-        if result is not None:
-            return result
+        if ready():
+            return
         if proc.poll() is not None:
             raise StartupError(f"{what} exited with code {proc.returncode}: {last_line(log)}")
         time.sleep(POLL_SECONDS)

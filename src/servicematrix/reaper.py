@@ -34,7 +34,8 @@ class Reaper:
         self._proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, text=True, start_new_session=True
         )
-        self._pipe: IO[str] = self._proc.stdin  # type: ignore[assignment]
+        assert self._proc.stdin is not None
+        self._pipe: IO[str] = self._proc.stdin
         self._children: list[subprocess.Popen[bytes]] = []
 
     @property

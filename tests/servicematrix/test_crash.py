@@ -47,7 +47,16 @@ def test_kill_9_mid_test_leaves_nothing(inner: pytest.Pytester, workers: str) ->
                 time.sleep(0.05)
         """
     )
-    argv = [sys.executable, "-m", "pytest", "-n", workers, "--servicematrix-backend=local", "-p", "no:cacheprovider"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-n",
+        workers,
+        "--servicematrix-backend=local",
+        "-p",
+        "no:cacheprovider",
+    ]
     log = inner.path / "pytest.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(argv, cwd=inner.path, stdout=sink, stderr=subprocess.STDOUT)

@@ -10,15 +10,19 @@ def test_unknown_version_is_a_usage_error_naming_the_fix(inner: pytest.Pytester)
     result = inner.runpytest("--servicematrix-backend=local", "--servicematrix-pg=9")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: servicematrix: local backend: no PostgreSQL 9 binaries found (searched *"
-         "install the server packages or the matching extra*"]
+        [
+            "ERROR: servicematrix: local backend: no PostgreSQL 9 binaries found (searched *"
+            "install the server packages or the matching extra*"
+        ]
     )
 
 
 def test_bad_value_is_a_usage_error(inner: pytest.Pytester) -> None:
     result = inner.runpytest("--servicematrix-redis=keydb")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: servicematrix: --servicematrix-redis='keydb' is not valid*"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: servicematrix: --servicematrix-redis='keydb' is not valid*"]
+    )
 
 
 def test_external_without_urls_says_which_are_missing(inner: pytest.Pytester) -> None:

@@ -53,10 +53,14 @@ def test_workers_get_own_database_and_index_and_leave_others_alone(
 @pytest.mark.parametrize(
     ("option", "expected"),
     [
-        ("--servicematrix-pg-url=postgresql://postgres:wrong@127.0.0.1:{pg_port}/postgres",
-         "*cannot use PostgreSQL at postgresql://postgres:***@127.0.0.1:*password authentication*"),
-        ("--servicematrix-redis-url=redis://127.0.0.1:{closed}/0",
-         "*cannot use Redis at redis://127.0.0.1:*check --servicematrix-redis-url*"),
+        (
+            "--servicematrix-pg-url=postgresql://postgres:wrong@127.0.0.1:{pg_port}/postgres",
+            "*cannot use PostgreSQL at postgresql://postgres:***@127.0.0.1:*password*",
+        ),
+        (
+            "--servicematrix-redis-url=redis://127.0.0.1:{closed}/0",
+            "*cannot use Redis at redis://127.0.0.1:*check --servicematrix-redis-url*",
+        ),
     ],
 )
 def test_bad_external_urls_fail_in_one_line(

@@ -87,7 +87,9 @@ def test_requested_versions_are_the_ones_served(inner: pytest.Pytester) -> None:
             assert pg_server.backend == redis_server.backend == "local"
         """
     )
-    result = inner.runpytest(f"--servicematrix-pg={pg.major}", f"--servicematrix-redis={rd.product}-{rd.major}")
+    result = inner.runpytest(
+        f"--servicematrix-pg={pg.major}", f"--servicematrix-redis={rd.product}-{rd.major}"
+    )
     result.assert_outcomes(passed=1)
 
 

@@ -22,7 +22,7 @@ def test_each_worker_gets_its_own_servers_and_nothing_remains(inner: pytest.Pyte
     result = inner.runpytest("-n", "2", "--servicematrix-backend=local")
     result.assert_outcomes(passed=4)
     records = read_records(out)
-    assert sorted(r["worker"] for r in records) == ["gw0", "gw1"]
+    assert sorted(str(r["worker"]) for r in records) == ["gw0", "gw1"]
     ports = {r[k] for r in records for k in ("pg_port", "redis_port")}
     assert len(ports) == 4
     assert leftovers(records) == []

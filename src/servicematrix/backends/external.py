@@ -12,10 +12,10 @@ import psycopg
 import redis
 from psycopg import sql
 
-from servicematrix.backends import Backend
+from servicematrix.backends.base import Backend
 from servicematrix.config import Config
 from servicematrix.errors import StartupError, UnavailableError
-from servicematrix.info import ServerInfo
+from servicematrix.info import Product, ServerInfo
 
 CONNECT_TIMEOUT = 5
 REDIS_DATABASES = 16
@@ -49,12 +49,12 @@ class ExternalBackend(Backend):
         url = self.ctx.config.pg_url
         assert url is not None
         parts = urlsplit(url)
-        admin_db = parts.path.lstrip("/") or "postgres"
         database = f"sm_{self.ctx.run_id}_{self.ctx.worker_id}".lower()
         conninfo = parts._replace(scheme="postgresql").geturl()
         try:
             with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as c:
-                version = str(c.execute("SHOW server_version").fetchone()[0]).split()[0]  # type: ignore[index]
+                (raw_version,) = c.execute("SHOW server_version").fetchone() or ("?",)
+                version = str(raw_version).split()[0]
                 self._check_major("pg", version, self.ctx.config.pg)
                 c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         except psycopg.Error as exc:
@@ -64,9 +64,14 @@ class ExternalBackend(Backend):
             ) from exc
         self._pg_admin, self._pg_database = conninfo, database
         return ServerInfo(
-            "postgresql", parts.hostname or "127.0.0.1", parts.port or 5432,
-            unquote(parts.username or ""), unquote(parts.password or ""), database,
-            version, self.name,
+            "postgresql",
+            parts.hostname or "127.0.0.1",
+            parts.port or 5432,
+            unquote(parts.username or ""),
+            unquote(parts.password or ""),
+            database,
+            version,
+            self.name,
         )
 
     def start_redis(self) -> ServerInfo:
@@ -82,7 +87,9 @@ class ExternalBackend(Backend):
             )
         try:
             client = redis.Redis.from_url(
-                url, db=index, socket_connect_timeout=CONNECT_TIMEOUT,
+                url,
+                db=index,
+                socket_connect_timeout=CONNECT_TIMEOUT,
                 socket_timeout=CONNECT_TIMEOUT,
             )
             with client:
@@ -91,7 +98,7 @@ class ExternalBackend(Backend):
             raise UnavailableError(
                 f"cannot use Redis at {_mask(url)}: {exc}; check --servicematrix-redis-url"
             ) from exc
-        product = "valkey" if info.get("server_name") == "valkey" else "redis"
+        product: Product = "valkey" if info.get("server_name") == "valkey" else "redis"
         version = str(info.get("valkey_version") or info["redis_version"])
         wanted = self.ctx.config.redis
         if wanted and wanted.product != product:
@@ -100,9 +107,14 @@ class ExternalBackend(Backend):
             )
         self._check_major("redis", version, wanted.major if wanted else None)
         return ServerInfo(
-            product, parts.hostname or "127.0.0.1", parts.port or 6379,
-            unquote(parts.username or ""), unquote(parts.password or ""), str(index),
-            version, self.name,
+            product,
+            parts.hostname or "127.0.0.1",
+            parts.port or 6379,
+            unquote(parts.username or ""),
+            unquote(parts.password or ""),
+            str(index),
+            version,
+            self.name,
         )
 
     def close(self) -> None:
@@ -116,7 +128,7 @@ class ExternalBackend(Backend):
             raise StartupError(f"could not drop database {self._pg_database}: {exc}") from exc
 
     def _check_major(self, stem: str, version: str, wanted: int | None) -> None:
-        if wanted is not None and int(version.split(".")[0]) != wanted:
+        if wanted is not None and int(version.split(".", maxsplit=1)[0]) != wanted:
             raise UnavailableError(
                 f"the external server runs version {version}, but --servicematrix-{stem}="
                 f"{wanted} was asked for: point --servicematrix-{stem}-url at a {wanted} server"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 import shutil
 import signal
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from servicematrix import binaries
-from servicematrix.backends import Backend
+from servicematrix.backends.base import Backend
 from servicematrix.config import Config
 from servicematrix.errors import StartupError
 from servicematrix.info import ServerInfo
@@ -69,7 +70,11 @@ class LocalBackend(Backend):
         log = self.ctx.workdir / "postgres.log"
         port = self._serve(
             lambda port: [
-                install.bindir / "postgres", "-D", datadir, "-p", str(port),
+                install.bindir / "postgres",
+                "-D",
+                datadir,
+                "-p",
+                str(port),
                 *(arg for k, v in _PG_SETTINGS.items() for arg in ("-c", f"{k}={v}")),
             ],
             ready=lambda _port: _pg_ready(datadir),
@@ -78,8 +83,14 @@ class LocalBackend(Backend):
             stop_signal=signal.SIGQUIT,
         )
         return ServerInfo(
-            "postgresql", "127.0.0.1", port, SUPERUSER, template.password, "postgres",
-            install.version, self.name,
+            "postgresql",
+            "127.0.0.1",
+            port,
+            SUPERUSER,
+            template.password,
+            "postgres",
+            install.version,
+            self.name,
         )
 
     def start_redis(self) -> ServerInfo:
@@ -92,9 +103,21 @@ class LocalBackend(Backend):
         give_to_server(datadir)
         port = self._serve(
             lambda port: [
-                install.binary, "--port", str(port), "--bind", "127.0.0.1",
-                "--dir", datadir, "--save", "", "--appendonly", "no",
-                "--requirepass", password, "--daemonize", "no",
+                install.binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                datadir,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                password,
+                "--daemonize",
+                "no",
             ],
             ready=_accepts,
             log=self.ctx.workdir / "redis.log",
@@ -102,8 +125,14 @@ class LocalBackend(Backend):
             stop_signal=signal.SIGTERM,
         )
         return ServerInfo(
-            install.product,  # type: ignore[arg-type]
-            "127.0.0.1", port, "", password, "0", install.version, self.name,
+            install.product,
+            "127.0.0.1",
+            port,
+            "",
+            password,
+            "0",
+            install.version,
+            self.name,
         )
 
     def _serve(
@@ -121,7 +150,7 @@ class LocalBackend(Backend):
             proc = spawn(argv(port), log)
             self.ctx.reaper.track_process(proc, stop_signal)
             try:
-                wait_until(lambda: ready(port) or None, proc, log, what)
+                wait_until(functools.partial(ready, port), proc, log, what)
             except StartupError:
                 if proc.returncode is not None and "in use" in log.read_text(errors="replace"):
                     continue
