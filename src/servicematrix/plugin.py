@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
-import redis
-import redis.asyncio
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from servicematrix import isolation
 from servicematrix.backends import select_backend
 from servicematrix.config import SETTINGS, Config
 from servicematrix.errors import ServiceMatrixError
 from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker, new_run_id
 from servicematrix.report import RunState, summary_lines
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+    from sqlalchemy import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+# SQLAlchemy, the drivers and redis-py are imported inside the fixtures that use them,
+# so a pytest run that needs no servers does not pay seconds of imports for them.
 
 STATE = pytest.StashKey[RunState]()
 
@@ -157,6 +161,8 @@ def driver(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def sync_engine(pg_server: ServerInfo, servicematrix_db_setup: None) -> Iterator[Engine]:
     """A psycopg engine on this worker's database."""
+    from sqlalchemy import create_engine
+
     engine = create_engine(pg_server.url("postgresql+psycopg"))
     yield engine
     engine.dispose()
@@ -167,6 +173,8 @@ async def async_engine(
     pg_server: ServerInfo, servicematrix_db_setup: None
 ) -> AsyncIterator[AsyncEngine]:
     """An asyncpg engine on this worker's database."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     engine = create_async_engine(pg_server.url("postgresql+asyncpg"))
     yield engine
     await engine.dispose()
@@ -185,6 +193,8 @@ def _committed(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 def sync_db_session(request: pytest.FixtureRequest, sync_engine: Engine) -> Iterator[Any]:
     """A Session rolled back after the test (or committing, under @pytest.mark.committed)."""
+    from servicematrix import isolation
+
     isolate = isolation.committed_session if _committed(request) else isolation.rollback_session
     with isolate(sync_engine) as session:
         yield session
@@ -195,6 +205,8 @@ async def async_db_session(
     request: pytest.FixtureRequest, async_engine: AsyncEngine
 ) -> AsyncIterator[Any]:
     """An AsyncSession rolled back after the test (or committing, when marked committed)."""
+    from servicematrix import isolation
+
     isolate = (
         isolation.async_committed_session
         if _committed(request)
@@ -212,6 +224,8 @@ def db_session(driver: str, request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture(scope="session")
 def _sync_redis_client(redis_server: ServerInfo) -> Iterator[redis.Redis]:
+    import redis
+
     client = redis.Redis.from_url(redis_server.url())
     yield client
     client.close()
@@ -219,6 +233,8 @@ def _sync_redis_client(redis_server: ServerInfo) -> Iterator[redis.Redis]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def _async_redis_client(redis_server: ServerInfo) -> AsyncIterator[redis.asyncio.Redis]:
+    import redis.asyncio
+
     client = redis.asyncio.Redis.from_url(redis_server.url())
     yield client
     await client.aclose()

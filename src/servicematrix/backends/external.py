@@ -8,10 +8,6 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-import psycopg
-import redis
-from psycopg import sql
-
 from servicematrix.backends.base import Backend
 from servicematrix.config import Config
 from servicematrix.errors import StartupError, UnavailableError
@@ -46,6 +42,9 @@ class ExternalBackend(Backend):
         return f"needs {names} (or SERVICEMATRIX_{'/'.join(m.upper() for m in missing)})"
 
     def start_postgres(self) -> ServerInfo:
+        import psycopg
+        from psycopg import sql
+
         url = self.ctx.config.pg_url
         assert url is not None
         parts = urlsplit(url)
@@ -75,6 +74,8 @@ class ExternalBackend(Backend):
         )
 
     def start_redis(self) -> ServerInfo:
+        import redis
+
         url = self.ctx.config.redis_url
         assert url is not None
         parts = urlsplit(url)
@@ -120,6 +121,9 @@ class ExternalBackend(Backend):
     def close(self) -> None:
         if not (self._pg_admin and self._pg_database):
             return
+        import psycopg
+        from psycopg import sql
+
         drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         try:
             with psycopg.connect(self._pg_admin, autocommit=True, connect_timeout=5) as c:
