@@ -21,8 +21,17 @@ from servicematrix.errors import StartupError
 from servicematrix.processes import as_server_account, give_to_server, last_line, server_account
 
 SUPERUSER = "postgres"
-# Bump when the initdb options change, so old cache entries are not reused.
-_LAYOUT = "1"
+# UTF8, or psycopg hands back bytes; 1 MB WAL segments make the copy per worker small.
+_INITDB_OPTIONS = (
+    "--auth-host=scram-sha-256",
+    "--auth-local=trust",
+    "--encoding=UTF8",
+    "--locale=C.UTF-8",
+    "--wal-segsize=1",
+    "--no-sync",
+)
+# Part of the cache key, so a change of options never reuses an old cluster.
+_LAYOUT = ",".join(_INITDB_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -60,32 +69,20 @@ def _initdb(install: Installation, entry: Path) -> None:
         pwfile.write_text(password + "\n")
         give_to_server(staging)
         log = staging / "initdb.log"
-        result = subprocess.run(
-            [
-                install.bindir / "initdb",
-                "--pgdata",
-                staging / "data",
-                "--username",
-                SUPERUSER,
-                "--pwfile",
-                pwfile,
-                "--auth-host",
-                "scram-sha-256",
-                "--auth-local",
-                "trust",
-                "--encoding",
-                "UTF8",
-                "--locale",
-                "C.UTF-8",
-                "--wal-segsize",
-                "1",
-                "--no-sync",
-            ],
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            check=False,
-            **as_server_account(),
-        )
+        with log.open("wb") as out:
+            result = subprocess.run(
+                [
+                    install.bindir / "initdb",
+                    f"--pgdata={staging / 'data'}",
+                    f"--username={SUPERUSER}",
+                    f"--pwfile={pwfile}",
+                    *_INITDB_OPTIONS,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+                **as_server_account(),
+            )
         if result.returncode != 0:
             raise StartupError(f"initdb of PostgreSQL {install.version} failed: {last_line(log)}")
         pwfile.unlink()
