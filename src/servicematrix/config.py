@@ -52,6 +52,10 @@ SETTINGS = (
     Setting("driver", "which drivers tests run under: both, sync or async", "both"),
     Setting("cache_dir", "where initdb'd clusters are kept between runs"),
     Setting("tmp_dir", "where servers keep their data (default: /dev/shm if roomy, else TMPDIR)"),
+    Setting("pg_image", "PostgreSQL image for the docker backend", "postgres:{version}"),
+    Setting("redis_image", "Redis image for the docker backend", "redis:{version}"),
+    Setting("valkey_image", "Valkey image for the docker backend", "valkey/valkey:{version}"),
+    Setting("image_prefix", "registry prefix for every image, e.g. registry.example.com/mirror/"),
 )
 
 
@@ -78,6 +82,10 @@ class Config:
     drivers: tuple[str, ...] = DRIVERS
     cache_dir: Path | None = None
     tmp_dir: Path | None = None
+    pg_image: str = "postgres:{version}"
+    redis_image: str = "redis:{version}"
+    valkey_image: str = "valkey/valkey:{version}"
+    image_prefix: str = ""
 
     @property
     def explicit(self) -> bool:
@@ -116,12 +124,26 @@ class Config:
             drivers=DRIVERS if driver == "both" else (driver,),
             cache_dir=_path(raw.get("cache_dir")),
             tmp_dir=_path(raw.get("tmp_dir")),
+            pg_image=_image(raw, "pg_image"),
+            redis_image=_image(raw, "redis_image"),
+            valkey_image=_image(raw, "valkey_image"),
+            image_prefix=raw.get("image_prefix") or "",
         )
 
 
 def _bad(stem: str, value: str, expected: str) -> str:
     s = next(s for s in SETTINGS if s.stem == stem)
     return f"{s.cli}={value!r} is not valid: use {expected} (or set {s.ini} / {s.env})"
+
+
+def _image(raw: Mapping[str, str | None], stem: str) -> str:
+    default = next(s.default for s in SETTINGS if s.stem == stem)
+    value = raw.get(stem) or default or ""
+    if "{version}" not in value and ":" not in value.rsplit("/", 1)[-1]:
+        raise ConfigError(
+            _bad(stem, value, "an image with a tag or {version}, e.g. postgres:{version}")
+        )
+    return value
 
 
 def _path(value: str | None) -> Path | None:

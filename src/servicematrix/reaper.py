@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import IO
 
@@ -108,13 +109,16 @@ def _reap_children() -> None:
 
 
 def _remove_containers(ids: list[str]) -> None:
-    if ids:
-        subprocess.run(
-            ["docker", "rm", "--force", "--volumes", *ids],
-            capture_output=True,
-            check=False,
-            timeout=60,
-        )
+    if not ids:
+        return
+    import docker  # only runs that started containers get here, and they have docker-py
+
+    with closing(docker.from_env(timeout=60)) as client:
+        for container_id in ids:
+            try:
+                client.api.remove_container(container_id, force=True, v=True)
+            except docker.errors.NotFound:
+                continue
 
 
 def _read_orders(watch_pid: int | None) -> tuple[dict[int, int], list[str], list[str]]:

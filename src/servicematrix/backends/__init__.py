@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from servicematrix.backends.base import Backend, WorkerContext
+from servicematrix.backends.docker import DockerBackend
 from servicematrix.backends.external import ExternalBackend
 from servicematrix.backends.local import LocalBackend
 from servicematrix.config import Config
@@ -13,18 +14,13 @@ __all__ = ["Backend", "WorkerContext", "registry", "select_backend"]
 
 def registry() -> dict[str, type[Backend]]:
     """Backends by name, in the order ``auto`` tries them."""
-    return {b.name: b for b in (ExternalBackend, LocalBackend)}
+    return {b.name: b for b in (ExternalBackend, DockerBackend, LocalBackend)}
 
 
 def select_backend(config: Config) -> type[Backend]:
     """The backend ``config`` names, or the first that can serve it under ``auto``."""
     backends = registry()
     if config.backend != "auto":
-        if config.backend not in backends:
-            raise UnavailableError(
-                f"the {config.backend} backend is not available in this version of "
-                "servicematrix: use --servicematrix-backend=local or external"
-            )
         chosen = backends[config.backend]
         reason = chosen.unavailable(config)
         if reason:
