@@ -31,7 +31,7 @@ fi
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
     log "installing docker.io (apt-get)"
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null \
         || die "apt-get install docker.io failed: check the apt sources and rerun"
 fi
 

@@ -88,7 +88,9 @@ def test_requested_versions_are_the_ones_served(inner: pytest.Pytester) -> None:
         """
     )
     result = inner.runpytest(
-        f"--servicematrix-pg={pg.major}", f"--servicematrix-redis={rd.product}-{rd.major}"
+        "--servicematrix-backend=local",
+        f"--servicematrix-pg={pg.major}",
+        f"--servicematrix-redis={rd.product}-{rd.major}",
     )
     result.assert_outcomes(passed=1)
 
