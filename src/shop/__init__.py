@@ -1,0 +1,1 @@
+"""shop: a small FastAPI service over PostgreSQL and Redis, run with either driver."""

@@ -1,0 +1,1 @@
+"""Integration tests of shop against real PostgreSQL and Redis servers."""
