@@ -27,7 +27,8 @@ def install(session: nox.Session, *groups: str, extras: tuple[str, ...] = ()) ->
     """Install the project (with ``extras``) and the named dependency groups."""
     spec = f".[{','.join(extras)}]" if extras else "."
     deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
-    session.install(spec, *deps)
+    # Compiled bytecode: imports stay fast even where PYTHONDONTWRITEBYTECODE is set.
+    session.install(spec, *deps, env={"UV_COMPILE_BYTECODE": "1"})
 
 
 @nox.session
