@@ -179,9 +179,10 @@ def _poll(probe: Any, container: Any, image: str) -> Any:
         answer = probe()
         if answer is not None:
             return answer
-        container.reload() if hasattr(container, "reload") else None
-        if container.status() in ("exited", "dead"):
-            logs = container.get_logs()[0].decode(errors="replace").strip().splitlines()
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("exited", "dead"):
+            logs = wrapped.logs().decode(errors="replace").strip().splitlines()
             raise StartupError(f"{image} exited: {logs[-1] if logs else '(no output)'}")
         time.sleep(POLL_SECONDS)
     raise StartupError(f"{image} was not ready after {READY_TIMEOUT:.0f} s")
