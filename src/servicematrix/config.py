@@ -56,6 +56,9 @@ SETTINGS = (
     Setting("redis_image", "Redis image for the docker backend", "redis:{version}"),
     Setting("valkey_image", "Valkey image for the docker backend", "valkey/valkey:{version}"),
     Setting("image_prefix", "registry prefix for every image, e.g. registry.example.com/mirror/"),
+    Setting(
+        "report", "write what served the run (versions, backend, timings) as JSON to this file"
+    ),
 )
 
 
@@ -86,6 +89,7 @@ class Config:
     redis_image: str = "redis:{version}"
     valkey_image: str = "valkey/valkey:{version}"
     image_prefix: str = ""
+    report: Path | None = None
 
     @property
     def explicit(self) -> bool:
@@ -128,6 +132,7 @@ class Config:
             redis_image=_image(raw, "redis_image"),
             valkey_image=_image(raw, "valkey_image"),
             image_prefix=raw.get("image_prefix") or "",
+            report=_path(raw.get("report")),
         )
 
 

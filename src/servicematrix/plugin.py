@@ -14,7 +14,7 @@ from servicematrix.config import SETTINGS, Config
 from servicematrix.errors import ServiceMatrixError
 from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker, new_run_id
-from servicematrix.report import RunState, summary_lines
+from servicematrix.report import RunState, summary_lines, write_report
 
 if TYPE_CHECKING:
     import redis
@@ -95,7 +95,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash[STATE]
     workeroutput = getattr(session.config, "workeroutput", None)
-    if state.own is not None and workeroutput is not None:
+    if workeroutput is None:
+        write_report(state)
+    elif state.own is not None:
         workeroutput["servicematrix"] = state.own
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from servicematrix.config import Config
 from servicematrix.errors import ServiceMatrixError
+from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker
 
 
@@ -38,9 +40,25 @@ class RunState:
             "backend": pg.backend,
             "postgres": pg.describe(),
             "redis": rd.describe(),
+            "servers": [_public(pg), _public(rd)],
             "seconds": worker.seconds,
         }
         self.workers.append(self.own)
+
+
+def _public(info: ServerInfo) -> dict[str, Any]:
+    fields = asdict(info)
+    fields.pop("password")
+    return fields
+
+
+def write_report(state: RunState) -> None:
+    """The JSON report, for tools that summarise many runs (the nox matrix)."""
+    if state.config.report is None:
+        return
+    state.config.report.parent.mkdir(parents=True, exist_ok=True)
+    body = {"run": state.run_id, "workers": sorted(state.workers, key=lambda w: str(w["worker"]))}
+    state.config.report.write_text(json.dumps(body, indent=2) + "\n")
 
 
 def summary_lines(state: RunState) -> list[str]:
