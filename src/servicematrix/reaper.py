@@ -126,24 +126,29 @@ def _read_orders(watch_pid: int | None) -> tuple[dict[int, int], list[str], list
     pids: dict[int, int] = {}
     paths: list[str] = []
     containers: list[str] = []
-    stdin = sys.stdin
+    fd = sys.stdin.fileno()
+    # Raw reads, not readline(): a line buffered inside a file object is invisible to
+    # select(), and would be lost when the watched process ends first.
+    pending = b""
     while True:
-        ready, _, _ = select.select([stdin], [], [], POLL_SECONDS)
+        ready, _, _ = select.select([fd], [], [], POLL_SECONDS)
         if not ready:
             if watch_pid and not _alive(watch_pid):
                 break
             continue
-        line = stdin.readline()
-        if not line:
+        chunk = os.read(fd, 65536)
+        if not chunk:
             break
-        kind, _, value = line.strip().partition(" ")
-        if kind == "pid":
-            pid, _, sig = value.partition(" ")
-            pids[int(pid)] = int(sig or signal.SIGTERM)
-        elif kind == "path":
-            paths.append(value)
-        elif kind == "container":
-            containers.append(value)
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            kind, _, value = line.decode().strip().partition(" ")
+            if kind == "pid":
+                pid, _, sig = value.partition(" ")
+                pids[int(pid)] = int(sig or signal.SIGTERM)
+            elif kind == "path":
+                paths.append(value)
+            elif kind == "container":
+                containers.append(value)
     return pids, paths, containers
 
 
