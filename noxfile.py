@@ -74,6 +74,17 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def workflows(session: nox.Session) -> None:
+    """The GitHub workflow, offline: actionlint, its JSON schema, zizmor; its matrix vs ours."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "workflows"))
+    files = sorted(str(p) for p in Path(".github/workflows").glob("*.yml"))
+    session.run("actionlint", *files)
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files)
+    session.run("zizmor", "--offline", *files)
+    session.run("pytest", "tests/test_workflow.py", "-p", "no:servicematrix", *session.posargs)
+
+
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over src, tests, bench and this file."""
     install(session, "typing")
@@ -172,7 +183,9 @@ def print_matrix() -> None:
     print("\nservicematrix: what ran, on what")
     for session_name, name, served in MATRIX:
         if not served:
-            print(f"  {session_name}: {'failed' if strict() else 'skipped'}, no backend can serve it")
+            print(
+                f"  {session_name}: {'failed' if strict() else 'skipped'}, no backend can serve it"
+            )
             continue
         results = junit_counts(REPORTS / f"junit-{name}.xml")
         print(f"  {session_name}: {results}; {served_by(REPORTS / f'servers-{name}.json')}")
