@@ -26,7 +26,7 @@ COVERAGE_FAIL_UNDER = "90"
 UNSERVABLE = 3
 BACKENDS = ("local", "docker", "external")
 
-nox.options.sessions = ["lint", "typecheck", "tests", DEFAULT_PAIR, "coverage"]
+nox.options.sessions = ["lint", "workflows", "typecheck", "tests", DEFAULT_PAIR, "coverage"]
 
 
 def redis_tag(version: str) -> str:
