@@ -13,12 +13,13 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from servicematrix.binaries import Installation
 from servicematrix.errors import StartupError
-from servicematrix.processes import as_server_account, give_to_server, last_line, server_account
+from servicematrix.processes import as_server_account, data_root, give_to_server, last_line
 
 SUPERUSER = "postgres"
 # UTF8, or psycopg hands back bytes; 1 MB WAL segments make the copy per worker small.
@@ -43,26 +44,32 @@ class Template:
 
 
 def default_cache_dir() -> Path:
-    """Per-user cache; root's lives in the temp dir so the server account can read it."""
-    if server_account() is not None:
-        return Path(tempfile.gettempdir()) / "servicematrix-cache"
+    """The per-user cache: ``$XDG_CACHE_HOME/servicematrix`` or ``~/.cache/servicematrix``."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "servicematrix"
 
 
-def template_for(install: Installation, cache_dir: Path | None) -> Template:
-    """The cached cluster for ``install``, made now if missing."""
+def template_for(
+    install: Installation, cache_dir: Path | None, track: Callable[[Path], None]
+) -> Template:
+    """The cached cluster for ``install``, made now if missing; ``track`` sees temp dirs."""
     root = (cache_dir or default_cache_dir()) / "postgres"
-    root.mkdir(parents=True, exist_ok=True, mode=0o755)
+    root.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(f"{_LAYOUT}:{install.binary.resolve()}:{install.version}".encode())
     entry = root / f"{install.version}-{key.hexdigest()[:12]}"
     if not (entry / "password").exists():
-        _initdb(install, entry)
+        _initdb(install, entry, track)
     return Template(entry / "data", (entry / "password").read_text().strip())
 
 
-def _initdb(install: Installation, entry: Path) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=".initdb-", dir=entry.parent))
+def _initdb(install: Installation, entry: Path, track: Callable[[Path], None]) -> None:
+    # initdb runs as the server account, which may not reach the cache (root's home):
+    # it works in the data root, and the result is copied into the cache beside the
+    # entry, then renamed into place.
+    staging = Path(tempfile.mkdtemp(prefix="servicematrix-initdb-", dir=data_root()))
+    track(staging)
+    sibling = Path(tempfile.mkdtemp(prefix=".initdb-", dir=entry.parent))
+    track(sibling)
     try:
         password = secrets.token_urlsafe(18)
         pwfile = staging / "pwfile"
@@ -85,14 +92,14 @@ def _initdb(install: Installation, entry: Path) -> None:
             )
         if result.returncode != 0:
             raise StartupError(f"initdb of PostgreSQL {install.version} failed: {last_line(log)}")
-        pwfile.unlink()
-        (staging / "password").write_text(password + "\n")
-        os.chmod(staging / "password", 0o600)
-        os.chmod(staging, 0o755)  # noqa: S103 - the server account reads it
+        shutil.copytree(staging / "data", sibling / "data", symlinks=True)
+        (sibling / "password").write_text(password + "\n")
+        os.chmod(sibling / "password", 0o600)
         try:
-            staging.rename(entry)
+            sibling.rename(entry)
         except OSError:
             if not (entry / "password").exists():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(sibling, ignore_errors=True)

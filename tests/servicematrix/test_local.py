@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from servicematrix import binaries
@@ -102,3 +104,25 @@ def test_binaries_report_their_own_versions() -> None:
     assert binaries.find_postgres(pg.major) == pg
     assert binaries.find_postgres(9) is None
     assert binaries.find_redis(RedisVersion("redis", 99)) is None
+
+
+def test_fresh_cache_is_initialised_once_for_concurrent_workers(
+    inner: pytest.Pytester, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    inner.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_server(pg_server, n):
+            assert pg_server.backend == "local"
+        """
+    )
+    result = inner.runpytest(
+        "-n", "2", "--servicematrix-backend=local", f"--servicematrix-cache-dir={cache}"
+    )
+    result.assert_outcomes(passed=2)
+    entries = list((cache / "postgres").iterdir())
+    assert [e.name.split("-")[0] for e in entries] == [binaries.find_postgres(None).version]  # type: ignore[union-attr]
+    assert (entries[0] / "data" / "PG_VERSION").exists()

@@ -63,7 +63,7 @@ class LocalBackend(Backend):
         install = binaries.find_postgres(self.ctx.config.pg)
         if install is None:
             raise StartupError(self.unavailable(self.ctx.config) or "PostgreSQL not found")
-        template = template_for(install, self.ctx.config.cache_dir)
+        template = template_for(install, self.ctx.config.cache_dir, self.ctx.reaper.track_path)
         datadir = self.ctx.workdir / "postgres"
         shutil.copytree(template.datadir, datadir, symlinks=True)
         give_to_server(datadir)
