@@ -1,26 +1,15 @@
 """Best-effort JSON cache over Redis, with sync and async twins sharing one logic.
 
-Each operation is written once, as a generator that yields Redis commands and
-receives their replies; the twins only differ in how they send a command
-(``client.execute_command`` called or awaited). A Redis error, a refused
-connection or a timeout ends the operation with its fallback (a miss, or
-``False``) instead of an exception: callers always have PostgreSQL.
-
-Why no stale value survives an outage: an invalidation (``delete``,
-``invalidate_pattern``) is first recorded as pending and only forgotten once
-Redis confirmed it. While anything is pending, every read and write first
-retries the pending invalidations and, if Redis still fails, reports a miss
-and stores nothing. A value cached before a failed invalidation is therefore
-never served again: the first operation that reaches Redis deletes it. The
-record lives in this object, so it protects one process. Stored values also
-carry a TTL, which bounds what no record can catch: another process, or a
-read that raced a write and stored the rows it read before the commit.
+Each operation is written once, in ``shop.cache_logic``, as a generator that
+yields Redis steps and receives their replies; the twins only differ in how
+they send a step (``execute_command``, or a MULTI/EXEC pipeline for a
+``Transaction``, called or awaited). A Redis error, a refused connection or a
+timeout ends the operation with its fallback (a miss, or ``False``) instead of
+an exception: callers always have PostgreSQL. Invalidations that failed are
+retried before anything else is served; ``shop.cache_logic`` says how.
 """
 
-import json
-import logging
-import threading
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis
@@ -29,17 +18,14 @@ import redis.asyncio.retry
 import redis.retry
 from redis.backoff import NoBackoff
 
-log = logging.getLogger(__name__)
+from shop.cache_logic import CacheLogic, Target
+from shop.redis_capabilities import Operation, RedisServer, Step, Transaction
 
 T = TypeVar("T")
-Command = tuple[Any, ...]
-Operation = Generator[Command, Any, T]
-Target = tuple[str, str]  # ("key" | "pattern", the key or glob pattern)
 
 # Redis raises its own ConnectionError and TimeoutError; the rest are socket
 # errors that slip through on some platforms.
 UNAVAILABLE = (redis.RedisError, OSError)
-SCAN_BATCH = 500
 
 
 def sync_client(url: str, timeout: float) -> redis.Redis:
@@ -62,76 +48,12 @@ def async_client(url: str, timeout: float) -> redis.asyncio.Redis:
     )
 
 
-class CacheLogic:
-    """The operations of both twins, as generators of Redis commands."""
-
-    def __init__(self) -> None:
-        # A fresh object per recorded invalidation: only an attempt that began
-        # after it was recorded may clear it, never an older concurrent one.
-        self.pending: dict[Target, object] = {}
-        # The sync twin runs in worker threads; this guards compare-and-delete.
-        self.lock = threading.Lock()
-
-    def get_op(self, key: str) -> Operation[Any]:
-        """GET and decode, once nothing is pending."""
-        yield from self.settle_op()
-        raw = yield ("GET", key)
-        return None if raw is None else json.loads(raw)
-
-    def set_op(self, key: str, value: Any, ttl: int) -> Operation[bool]:
-        """SET as JSON with a TTL, once nothing is pending."""
-        yield from self.settle_op()
-        yield ("SET", key, json.dumps(value), "EX", ttl)
-        return True
-
-    def invalidate_op(self, target: Target) -> Operation[bool]:
-        """Record the invalidation as pending, then try everything pending."""
-        with self.lock:
-            self.pending[target] = object()
-        yield from self.settle_op()
-        return True
-
-    def settle_op(self) -> Operation[None]:
-        """Carry out the pending invalidations, forgetting each once Redis confirmed it."""
-        with self.lock:
-            pending = list(self.pending.items())
-        for target, record in pending:
-            kind, name = target
-            if kind == "key":
-                yield ("DEL", name)
-            else:
-                yield from self.delete_matching_op(name)
-            with self.lock:
-                if self.pending.get(target) is record:
-                    del self.pending[target]
-
-    def delete_matching_op(self, pattern: str) -> Operation[None]:
-        """DEL every key matching the glob pattern."""
-        # SCAN walks the keyspace in batches; KEYS would block the server.
-        cursor = 0
-        while True:
-            cursor, keys = yield ("SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_BATCH)
-            if keys:
-                yield ("DEL", *keys)
-            if int(cursor) == 0:
-                return
-
-    def version_op(self) -> Operation[str | None]:
-        """The server's version from INFO server."""
-        info = yield ("INFO", "server")
-        return str(info["redis_version"])
-
-    def failed(self, exc: BaseException) -> None:
-        """Note that an operation fell back because Redis was unavailable."""
-        log.warning("Redis unavailable, cache bypassed: %s", exc)
-
-
 class CacheService:
     """Best-effort JSON cache over a sync ``redis.Redis``."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.logic = CacheLogic()
+        self.logic = CacheLogic(client)
 
     def get(self, key: str) -> Any:
         """The cached value, or None on a miss or when Redis is unavailable."""
@@ -141,24 +63,43 @@ class CacheService:
         """Store ``value`` as JSON for ``ttl`` seconds; False when Redis is unavailable."""
         return self._run(self.logic.set_op(key, value, ttl), False)
 
+    def refresh(self, key: str, ttl: int) -> Any:
+        """The value, now kept ``ttl`` seconds more; None on a miss or when Redis is unavailable."""
+        return self._run(self.logic.refresh_op(key, ttl), None)
+
+    def take(self, key: str) -> Any:
+        """The value, removed so no other caller gets it; None on a miss or when unavailable."""
+        return self._run(self.logic.take_op(key), None)
+
+    def get_fact(self, name: str, fact: str) -> Any:
+        """One fact filed under ``name``; None on a miss or when Redis is unavailable."""
+        return self._run(self.logic.get_fact_op(name, fact), None)
+
+    def set_fact(self, name: str, fact: str, value: Any, ttl: int) -> bool:
+        """File one fact under ``name`` for ``ttl`` seconds; False when Redis is unavailable."""
+        return self._run(self.logic.set_fact_op(name, fact, value, ttl), False)
+
+    def forget_fact(self, name: str, fact: str) -> bool:
+        """Remove one fact; False when Redis is unavailable (retried later)."""
+        return self._run(self.logic.invalidate_op(Target("fact", name, fact)), False)
+
     def delete(self, key: str) -> bool:
         """Remove ``key``; False when Redis is unavailable (retried later)."""
-        return self._run(self.logic.invalidate_op(("key", key)), False)
+        return self._run(self.logic.invalidate_op(Target("key", key)), False)
 
     def invalidate_pattern(self, pattern: str) -> bool:
         """Remove every key matching the glob; False when Redis is unavailable."""
-        return self._run(self.logic.invalidate_op(("pattern", pattern)), False)
+        return self._run(self.logic.invalidate_op(Target("pattern", pattern)), False)
 
-    def server_version(self) -> str | None:
-        """The Redis server version, or None when it is unavailable."""
-        return self._run(self.logic.version_op(), None)
+    def server(self) -> RedisServer | None:
+        """The server, when it answers now; None when it is unavailable."""
+        return self._run(self.logic.health_op(), None)
 
     def _run(self, operation: Operation[T], fallback: T) -> T:
-        execute: Callable[..., Any] = self.client.execute_command
         try:
-            command = next(operation)
+            step = next(operation)
             while True:
-                command = operation.send(execute(*command))
+                step = operation.send(self._send(step))
         except StopIteration as done:
             result: T = done.value
             return result
@@ -167,13 +108,23 @@ class CacheService:
             self.logic.failed(exc)
             return fallback
 
+    def _send(self, step: Step) -> Any:
+        if isinstance(step, Transaction):
+            with self.client.pipeline(transaction=True) as pipe:
+                queue: Callable[..., Any] = pipe.execute_command
+                for command in step.commands:
+                    queue(*command)
+                return pipe.execute()
+        execute: Callable[..., Any] = self.client.execute_command
+        return execute(*step)
+
 
 class AsyncCacheService:
     """Best-effort JSON cache over a ``redis.asyncio.Redis``."""
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.client = client
-        self.logic = CacheLogic()
+        self.logic = CacheLogic(client)
 
     async def get(self, key: str) -> Any:
         """The cached value, or None on a miss or when Redis is unavailable."""
@@ -183,24 +134,43 @@ class AsyncCacheService:
         """Store ``value`` as JSON for ``ttl`` seconds; False when Redis is unavailable."""
         return await self._run(self.logic.set_op(key, value, ttl), False)
 
+    async def refresh(self, key: str, ttl: int) -> Any:
+        """The value, now kept ``ttl`` seconds more; None on a miss or when Redis is unavailable."""
+        return await self._run(self.logic.refresh_op(key, ttl), None)
+
+    async def take(self, key: str) -> Any:
+        """The value, removed so no other caller gets it; None on a miss or when unavailable."""
+        return await self._run(self.logic.take_op(key), None)
+
+    async def get_fact(self, name: str, fact: str) -> Any:
+        """One fact filed under ``name``; None on a miss or when Redis is unavailable."""
+        return await self._run(self.logic.get_fact_op(name, fact), None)
+
+    async def set_fact(self, name: str, fact: str, value: Any, ttl: int) -> bool:
+        """File one fact under ``name`` for ``ttl`` seconds; False when Redis is unavailable."""
+        return await self._run(self.logic.set_fact_op(name, fact, value, ttl), False)
+
+    async def forget_fact(self, name: str, fact: str) -> bool:
+        """Remove one fact; False when Redis is unavailable (retried later)."""
+        return await self._run(self.logic.invalidate_op(Target("fact", name, fact)), False)
+
     async def delete(self, key: str) -> bool:
         """Remove ``key``; False when Redis is unavailable (retried later)."""
-        return await self._run(self.logic.invalidate_op(("key", key)), False)
+        return await self._run(self.logic.invalidate_op(Target("key", key)), False)
 
     async def invalidate_pattern(self, pattern: str) -> bool:
         """Remove every key matching the glob; False when Redis is unavailable."""
-        return await self._run(self.logic.invalidate_op(("pattern", pattern)), False)
+        return await self._run(self.logic.invalidate_op(Target("pattern", pattern)), False)
 
-    async def server_version(self) -> str | None:
-        """The Redis server version, or None when it is unavailable."""
-        return await self._run(self.logic.version_op(), None)
+    async def server(self) -> RedisServer | None:
+        """The server, when it answers now; None when it is unavailable."""
+        return await self._run(self.logic.health_op(), None)
 
     async def _run(self, operation: Operation[T], fallback: T) -> T:
-        execute: Callable[..., Awaitable[Any]] = self.client.execute_command
         try:
-            command = next(operation)
+            step = next(operation)
             while True:
-                command = operation.send(await execute(*command))
+                step = operation.send(await self._send(step))
         except StopIteration as done:
             result: T = done.value
             return result
@@ -208,3 +178,12 @@ class AsyncCacheService:
             operation.close()
             self.logic.failed(exc)
             return fallback
+
+    async def _send(self, step: Step) -> Any:
+        if isinstance(step, Transaction):
+            async with self.client.pipeline(transaction=True) as pipe:
+                for command in step.commands:
+                    pipe.execute_command(*command)
+                return await pipe.execute()
+        execute: Callable[..., Awaitable[Any]] = self.client.execute_command
+        return await execute(*step)

@@ -19,3 +19,8 @@ class Settings(BaseSettings):
     # request milliseconds, not the client library's default patience.
     redis_timeout: float = 0.25
     items_cache_ttl: int = 60
+    # Each cached fact about a user expires on its own: the profile rarely changes.
+    profile_cache_ttl: int = 300
+    orders_total_cache_ttl: int = 60
+    # Counted from the cart's last read or write: a cart in use does not expire.
+    cart_ttl: int = 3600

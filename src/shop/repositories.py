@@ -5,6 +5,7 @@ Repositories flush, never commit: the caller owns the transaction.
 
 from collections.abc import Sequence
 from decimal import Decimal
+from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from shop import queries
 from shop.models import Item, Order, User
+from shop.pg_capabilities import async_pg_server, pg_server
 
 
 class DuplicateEmailError(Exception):
@@ -37,6 +39,19 @@ class UserRepository:
         except IntegrityError as exc:
             raise DuplicateEmailError(email) from exc
 
+    def upsert(self, *, email: str, name: str) -> tuple[User, bool]:
+        """Create the user, or rename the one with this email; True when it was created."""
+        statement = pg_server(self.session).upsert_user(email, name)
+        try:
+            with self.session.begin_nested():
+                user, created = self.session.execute(statement).one()
+        except IntegrityError:
+            # MERGE, unlike ON CONFLICT, fails when another transaction inserted this email
+            # after the statement began. That row is committed by the time the error comes,
+            # so a second try updates it, as ON CONFLICT would have.
+            user, created = self.session.execute(statement).one()
+        return user, created
+
     def find_by_email(self, email: str) -> User | None:
         """Return the user with this email, or None."""
         return self.session.scalars(queries.user_by_email(email)).one_or_none()
@@ -59,6 +74,17 @@ class AsyncUserRepository:
                 return (await self.session.scalars(queries.insert_user(email, name))).one()
         except IntegrityError as exc:
             raise DuplicateEmailError(email) from exc
+
+    async def upsert(self, *, email: str, name: str) -> tuple[User, bool]:
+        """Create the user, or rename the one with this email; True when it was created."""
+        statement = (await async_pg_server(self.session)).upsert_user(email, name)
+        try:
+            async with self.session.begin_nested():
+                user, created = (await self.session.execute(statement)).one()
+        except IntegrityError:
+            # A concurrent insert of this email made MERGE fail: see UserRepository.upsert.
+            user, created = (await self.session.execute(statement)).one()
+        return user, created
 
     async def find_by_email(self, email: str) -> User | None:
         """Return the user with this email, or None."""
@@ -147,8 +173,13 @@ class OrderRepository:
         self.session = session
 
     def create(self, *, user_id: int, total: Decimal) -> Order:
-        """Insert an order for an existing user."""
-        return self.session.scalars(queries.insert_order(user_id, total)).one()
+        """Insert an order for an existing user, with a new public reference."""
+        statement = pg_server(self.session).insert_order(user_id, total)
+        return self.session.scalars(statement).one()
+
+    def get_by_reference(self, reference: UUID) -> Order | None:
+        """Return the order with this public reference, or None."""
+        return self.session.scalars(queries.order_by_reference(reference)).one_or_none()
 
     def list_for_user(self, user_id: int) -> Sequence[Order]:
         """Return the user's orders."""
@@ -162,8 +193,14 @@ class AsyncOrderRepository:
         self.session = session
 
     async def create(self, *, user_id: int, total: Decimal) -> Order:
-        """Insert an order for an existing user."""
-        return (await self.session.scalars(queries.insert_order(user_id, total))).one()
+        """Insert an order for an existing user, with a new public reference."""
+        statement = (await async_pg_server(self.session)).insert_order(user_id, total)
+        return (await self.session.scalars(statement)).one()
+
+    async def get_by_reference(self, reference: UUID) -> Order | None:
+        """Return the order with this public reference, or None."""
+        statement = queries.order_by_reference(reference)
+        return (await self.session.scalars(statement)).one_or_none()
 
     async def list_for_user(self, user_id: int) -> Sequence[Order]:
         """Return the user's orders."""

@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 from typing import Annotated
+from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -40,6 +41,12 @@ class UserOut(BaseModel):
     id: int
     email: str
     name: str
+
+
+class UserPut(BaseModel):
+    """Body of PUT /api/users/by-email/{email}."""
+
+    name: Name
 
 
 class ItemCreate(BaseModel):
@@ -82,6 +89,7 @@ class OrderOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    reference: UUID
     user_id: int
     total: Money
     status: str
@@ -94,11 +102,41 @@ class UserTotal(BaseModel):
     total: Money
 
 
+class CartLineIn(BaseModel):
+    """One line of PUT /api/users/{user_id}/cart."""
+
+    item_id: int
+    quantity: int = Field(ge=1, le=99)
+
+
+class CartIn(BaseModel):
+    """Body of PUT /api/users/{user_id}/cart: the whole cart, replacing the old one."""
+
+    lines: list[CartLineIn] = Field(min_length=1, max_length=50)
+
+
+class CartLine(CartLineIn):
+    """A line of a cart, with the item's price when it was put in."""
+
+    price: Money
+
+
+class Cart(BaseModel):
+    """A user's cart as stored and shown: prices are kept from when it was put."""
+
+    user_id: int
+    lines: list[CartLine]
+    total: Money
+
+
 class ServerHealth(BaseModel):
-    """Whether one server answered, and its version when it did."""
+    """Whether one server answered; when it did, what it is and what it can do."""
 
     status: str
-    version: str | None
+    product: str | None = None
+    version: str | None = None
+    # The version-dependent code paths this server gets, e.g. "merge_returning", "hexpire".
+    features: list[str] = Field(default_factory=list)
 
 
 class Health(BaseModel):

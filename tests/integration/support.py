@@ -5,6 +5,7 @@ import inspect
 import socket
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar
@@ -13,7 +14,10 @@ import httpx
 import redis
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Engine
+from sqlalchemy import text as sql_text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from shop.api.deps import get_cache, get_session
@@ -21,8 +25,11 @@ from shop.cache import AsyncCacheService, CacheService
 from shop.config import Settings
 from shop.main import create_app
 
+from .factories import ItemCreateFactory, UserCreateFactory
+
 T = TypeVar("T")
 AnyCache = CacheService | AsyncCacheService
+Json = dict[str, Any]
 POLL = 0.05
 
 
@@ -38,6 +45,57 @@ async def on_sync_session(session: Session | AsyncSession, fn: Callable[[Session
     if isinstance(session, AsyncSession):
         return await session.run_sync(fn)
     return fn(session)
+
+
+def session_on(engine: Engine | AsyncEngine) -> Session | AsyncSession:
+    """A new session of the engine's driver, committing for real."""
+    return AsyncSession(engine) if isinstance(engine, AsyncEngine) else Session(engine)
+
+
+def in_background(fn: Callable[..., Any], /, **kwargs: Any) -> "asyncio.Future[Any]":
+    """Start ``fn(**kwargs)`` without waiting for it: as a task, or in a thread when it blocks."""
+    running: Awaitable[Any] = (
+        fn(**kwargs) if inspect.iscoroutinefunction(fn) else asyncio.to_thread(fn, **kwargs)
+    )
+    return asyncio.ensure_future(running)
+
+
+async def accepts(session: Session | AsyncSession, sql: str) -> bool:
+    """Whether PostgreSQL runs ``sql`` without an error (in a savepoint, rolled back)."""
+
+    def attempt(sync_session: Session) -> bool:
+        savepoint = sync_session.begin_nested()
+        try:
+            sync_session.execute(sql_text(sql))
+        except DBAPIError:
+            return False
+        finally:
+            savepoint.rollback()
+        return True
+
+    return await on_sync_session(session, attempt)
+
+
+async def knows(redis_client: Any, *command: Any) -> bool:
+    """Whether the Redis server has the command: it answers, or fails in any way but unknown."""
+    try:
+        await resolve(redis_client.execute_command(*command))
+    except redis.ResponseError as exc:
+        return "unknown command" not in str(exc).lower()
+    return True
+
+
+def calls(commandstats: dict[str, Any], command: str) -> int:
+    """How often the server ran ``command``, from INFO commandstats."""
+    return int(commandstats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def assert_fresh_uuid7(value: str | uuid.UUID, within: float = 10.0) -> None:
+    """``value`` is an RFC 9562 version-7 UUID whose timestamp is within ``within`` s of now."""
+    reference = uuid.UUID(str(value))
+    assert (reference.version, reference.variant) == (7, uuid.RFC_4122)
+    millis = reference.int >> 80
+    assert abs(millis / 1000 - time.time()) < within, f"{reference} was not made just now"
 
 
 async def wait_until(condition: Callable[[], Awaitable[bool] | bool], within: float = 5.0) -> None:
@@ -154,3 +212,19 @@ async def http_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
         yield client
+
+
+async def create_user(client: httpx.AsyncClient) -> Json:
+    """Register a fresh user through the API."""
+    response = await client.post("/api/users", json=UserCreateFactory.build().model_dump())
+    assert response.status_code == 201, response.text
+    user: Json = response.json()
+    return user
+
+
+async def create_item(client: httpx.AsyncClient) -> Json:
+    """Add a fresh item through the API."""
+    response = await client.post("/items/", json=ItemCreateFactory.build().model_dump(mode="json"))
+    assert response.status_code == 200, response.text
+    item: Json = response.json()
+    return item

@@ -8,31 +8,16 @@ import pytest
 from sqlalchemy import make_url
 
 from shop.api.deps import get_cache
+from shop.api.facts import PROFILE, user_facts
 from shop.api.items import ITEMS_CACHE_KEY
 from shop.config import Settings
 from shop.main import create_app
 from shop.repositories import AsyncUserRepository, UserRepository
 
-from .factories import ItemCreateFactory, OrderCreateFactory, UserCreateFactory
-from .support import AnyCache, Gate, http_client, resolve, serve
+from .factories import ItemCreateFactory, OrderCreateFactory, UserCreateFactory, unique_email
+from .support import AnyCache, Gate, Json, create_item, create_user, http_client, resolve, serve
 
-Json = dict[str, Any]
-
-
-async def create_user(client: httpx.AsyncClient) -> Json:
-    """Register a fresh user through the API."""
-    response = await client.post("/api/users", json=UserCreateFactory.build().model_dump())
-    assert response.status_code == 201, response.text
-    user: Json = response.json()
-    return user
-
-
-async def create_item(client: httpx.AsyncClient) -> Json:
-    """Add a fresh item through the API."""
-    response = await client.post("/items/", json=ItemCreateFactory.build().model_dump(mode="json"))
-    assert response.status_code == 200, response.text
-    item: Json = response.json()
-    return item
+DOWN: Json = {"status": "down", "product": None, "version": None, "features": []}
 
 
 async def cached_list(redis_client: Any) -> Any:
@@ -51,6 +36,45 @@ async def test_create_and_read_user(client: httpx.AsyncClient) -> None:
     assert body == {"id": body["id"], "email": data.email, "name": data.name}
     read = await client.get(f"/api/users/{body['id']}")
     assert (read.status_code, read.json()) == (200, body)
+
+
+async def test_put_by_email_creates_then_renames(client: httpx.AsyncClient) -> None:
+    email = unique_email()
+
+    created = await client.put(f"/api/users/by-email/{email}", json={"name": "First"})
+    renamed = await client.put(f"/api/users/by-email/{email}", json={"name": "Second"})
+
+    assert created.status_code == 201
+    user = created.json()
+    assert user == {"id": user["id"], "email": email, "name": "First"}
+    assert (renamed.status_code, renamed.json()) == (200, {**user, "name": "Second"})
+    assert (await client.get(f"/api/users/{user['id']}")).json() == {**user, "name": "Second"}
+
+
+@pytest.mark.parametrize(
+    ("email", "body"),
+    [("not-an-email", {"name": "Ann"}), ("ann@example.com", {"name": ""})],
+    ids=["bad-email", "empty-name"],
+)
+async def test_invalid_put_by_email_is_422(
+    client: httpx.AsyncClient, email: str, body: Json
+) -> None:
+    assert (await client.put(f"/api/users/by-email/{email}", json=body)).status_code == 422
+
+
+async def test_profile_is_cached_until_the_user_is_renamed(
+    client: httpx.AsyncClient, cache: AnyCache
+) -> None:
+    user = await create_user(client)
+    assert (await client.get(f"/api/users/{user['id']}")).json() == user
+    # Served from Redis now: what the cache holds is what comes back.
+    marker = {**user, "name": "from-cache"}
+    await resolve(cache.set_fact(user_facts(user["id"]), PROFILE, marker, ttl=60))
+    assert (await client.get(f"/api/users/{user['id']}")).json() == marker
+
+    await client.put(f"/api/users/by-email/{user['email']}", json={"name": "Renamed"})
+
+    assert (await client.get(f"/api/users/{user['id']}")).json() == {**user, "name": "Renamed"}
 
 
 async def test_duplicate_email_is_400(client: httpx.AsyncClient) -> None:
@@ -146,36 +170,6 @@ async def test_item_writes_invalidate_list(
     assert (await client.get("/items/")).json() == expected
 
 
-async def test_orders_and_total(client: httpx.AsyncClient) -> None:
-    user = await create_user(client)
-    orders = OrderCreateFactory.batch(3, user_id=user["id"])
-
-    for order in orders:
-        response = await client.post("/api/orders", json=order.model_dump(mode="json"))
-        assert response.status_code == 201
-        assert response.json()["status"] == "pending"
-    total = await client.get(f"/api/users/{user['id']}/orders/total")
-
-    assert total.status_code == 200
-    expected = float(sum(order.total for order in orders))
-    assert total.json() == {"user_id": user["id"], "total": expected}
-
-
-async def test_user_without_orders_totals_zero(client: httpx.AsyncClient) -> None:
-    user = await create_user(client)
-
-    total = await client.get(f"/api/users/{user['id']}/orders/total")
-
-    assert total.json() == {"user_id": user["id"], "total": 0}
-
-
-async def test_orders_of_unknown_user_are_404(client: httpx.AsyncClient) -> None:
-    order = OrderCreateFactory.build(user_id=2_000_000_000).model_dump(mode="json")
-
-    assert (await client.post("/api/orders", json=order)).status_code == 404
-    assert (await client.get("/api/users/2000000000/orders/total")).status_code == 404
-
-
 async def test_health_reports_both_servers(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
 
@@ -198,7 +192,7 @@ async def test_health_is_503_while_postgres_is_down(
         response = await client.get("/health")
 
     assert response.status_code == 503
-    assert response.json()["postgres"] == {"status": "down", "version": None}
+    assert response.json()["postgres"] == DOWN
     assert response.json()["redis"]["status"] == "ok"
 
 
@@ -209,7 +203,7 @@ async def test_api_works_without_redis_and_serves_no_stale_list_after(
     await resolve(redis_client.set(ITEMS_CACHE_KEY, json.dumps([])))
 
     health = await gated_client.get("/health")
-    assert health.json()["redis"] == {"status": "down", "version": None}
+    assert health.json()["redis"] == DOWN
     user = await create_user(gated_client)
     assert (await gated_client.get(f"/api/users/{user['id']}")).status_code == 200
     order = OrderCreateFactory.build(user_id=user["id"]).model_dump(mode="json")

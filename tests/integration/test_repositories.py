@@ -2,11 +2,12 @@
 
 import asyncio
 from decimal import Decimal
+from uuid import uuid4
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
@@ -24,8 +25,16 @@ from shop.repositories import (
 )
 from shop.services import AsyncOrderService, OrderService
 
-from .factories import ItemCreateFactory, OrderCreateFactory, UserCreateFactory
-from .support import on_sync_session, resolve
+from .conftest import for_session
+from .factories import ItemCreateFactory, OrderCreateFactory, UserCreateFactory, unique_email
+from .support import (
+    assert_fresh_uuid7,
+    in_background,
+    on_sync_session,
+    resolve,
+    session_on,
+    wait_until,
+)
 
 Users = UserRepository | AsyncUserRepository
 Items = ItemRepository | AsyncItemRepository
@@ -56,6 +65,63 @@ async def test_duplicate_email_raises_and_session_stays_usable(users: Users) -> 
     kept = await resolve(users.find_by_email(first.email))
     assert kept is not None
     assert kept.name == first.name
+
+
+async def test_upsert_creates_then_renames(users: Users) -> None:
+    data, renamed = UserCreateFactory.batch(2)
+
+    user, created = await resolve(users.upsert(email=data.email, name=data.name))
+    again, created_again = await resolve(users.upsert(email=data.email, name=renamed.name))
+
+    assert (created, created_again) == (True, False)
+    assert again is user
+    assert (user.id, user.email, user.name) == (again.id, data.email, renamed.name)
+    found = await resolve(users.find_by_email(data.email))
+    assert found is user
+
+
+async def test_upsert_renames_a_user_loaded_before(users: Users) -> None:
+    data = UserCreateFactory.build()
+    loaded = await resolve(users.create(email=data.email, name=data.name))
+
+    user, created = await resolve(users.upsert(email=data.email, name="Renamed"))
+
+    assert (user, created, loaded.name) == (loaded, False, "Renamed")
+
+
+async def waiting_for_lock(session: Session | AsyncSession, pid: int) -> bool:
+    """Whether backend ``pid`` waits for a lock, as pg_stat_activity says right now."""
+    # The activity view is a snapshot per transaction; clear it to see the present.
+    await resolve(session.execute(text("SELECT pg_stat_clear_snapshot()")))
+    query = text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid")
+    result = await resolve(session.execute(query, {"pid": pid}))
+    return bool(result.scalar_one() == "Lock")
+
+
+@pytest.mark.committed
+async def test_upsert_waiting_on_an_uncommitted_insert_updates_it(
+    db_engine: Engine | AsyncEngine, db_session: Session | AsyncSession, users: Users
+) -> None:
+    email = unique_email()
+    first, created = await resolve(users.upsert(email=email, name="first"))
+    first_id = first.id
+    rival_session = session_on(db_engine)
+    try:
+        rival = for_session(rival_session, UserRepository, AsyncUserRepository)
+        pid = (await resolve(rival_session.execute(text("SELECT pg_backend_pid()")))).scalar_one()
+        racing = in_background(rival.upsert, email=email, name="second")
+        # The rival waits on the unique index for this transaction's row...
+        await wait_until(lambda: waiting_for_lock(db_session, pid))
+        await resolve(db_session.commit())
+        # ...and, once it is committed, updates it: ON CONFLICT does, MERGE on its retry.
+        second, created_again = await racing
+        stored = (second.id, second.name)
+        await resolve(rival_session.commit())
+    finally:
+        await resolve(rival_session.close())
+
+    assert (created, created_again) == (True, False)
+    assert stored == (first_id, "second")
 
 
 async def test_unknown_user_is_none(users: Users) -> None:
@@ -116,10 +182,18 @@ async def test_orders_and_user_total(
 
     assert [o.total for o in placed] == totals
     assert {o.status for o in placed} == {"pending"}
+    for order in placed:
+        assert_fresh_uuid7(order.reference)
+        assert await resolve(orders.get_by_reference(order.reference)) is order
+    assert len({o.reference for o in placed}) == 3
     assert await resolve(order_service.get_user_total(user.id)) == sum(totals)
     nothing = await resolve(order_service.get_user_total(other.id))
     assert (type(nothing), nothing) == (Decimal, Decimal(0))
     assert await resolve(orders.list_for_user(other.id)) == []
+
+
+async def test_unknown_order_reference_is_none(orders: Orders) -> None:
+    assert await resolve(orders.get_by_reference(uuid4())) is None
 
 
 async def test_migrations_match_models(db_session: Session | AsyncSession) -> None:

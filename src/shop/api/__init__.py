@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from shop.api import health, items, orders, users
+from shop.api import carts, health, items, orders, users
 
 router = APIRouter()
-for module in (users, items, orders, health):
+for module in (users, items, orders, carts, health):
     router.include_router(module.router)

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from shop.api.driver import call
 from shop.cache import AsyncCacheService, CacheService
+from shop.config import Settings
+from shop.pg_capabilities import AsyncPgProbe, PgProbe
 from shop.repositories import (
     AsyncItemRepository,
     AsyncOrderRepository,
@@ -42,8 +44,15 @@ def get_cache(request: Request) -> CacheService | AsyncCacheService:
     return cache
 
 
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 DbSession = Annotated[Session | AsyncSession, Depends(get_session)]
 Cache = Annotated[CacheService | AsyncCacheService, Depends(get_cache)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
 def for_driver(
@@ -68,6 +77,7 @@ Orders = Annotated[
     OrderRepository | AsyncOrderRepository,
     Depends(for_driver(OrderRepository, AsyncOrderRepository)),
 ]
+PgProbes = Annotated[PgProbe | AsyncPgProbe, Depends(for_driver(PgProbe, AsyncPgProbe))]
 OrderTotals = Annotated[
     OrderService | AsyncOrderService, Depends(for_driver(OrderService, AsyncOrderService))
 ]

@@ -1,30 +1,35 @@
-"""GET /health: can the service reach its servers?"""
+"""GET /health: can the service reach its servers, and what are they?"""
 
 from fastapi import APIRouter, Response, status
 from sqlalchemy.exc import SQLAlchemyError
 
-from shop import queries
-from shop.api.deps import Cache, DbSession
+from shop.api.deps import Cache, PgProbes
 from shop.api.driver import call
+from shop.pg_capabilities import PgServer
+from shop.redis_capabilities import RedisServer
 from shop.schemas import Health, ServerHealth
 
 router = APIRouter(tags=["health"])
 
 
-def server_health(version: str | None) -> ServerHealth:
-    """``ok`` with the version when the server answered, else ``down``."""
-    return ServerHealth(status="down" if version is None else "ok", version=version)
+def server_health(server: PgServer | RedisServer | None) -> ServerHealth:
+    """``ok`` with what the server reported when it answered, else ``down``."""
+    if server is None:
+        return ServerHealth(status="down")
+    return ServerHealth(
+        status="ok",
+        product=server.product,
+        version=server.version,
+        features=sorted(server.features),
+    )
 
 
 @router.get("/health")
-async def health(session: DbSession, cache: Cache, response: Response) -> Health:
-    """Report each server's status and version; 503 when PostgreSQL is down."""
+async def health(probe: PgProbes, cache: Cache, response: Response) -> Health:
+    """Report each server's status, version and features; 503 when PostgreSQL is down."""
     try:
-        pg_version: str | None = await call(session.scalar, queries.server_version())
+        postgres: PgServer | None = await call(probe.check)
     except (SQLAlchemyError, OSError):
-        pg_version = None
+        postgres = None
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Health(
-        postgres=server_health(pg_version),
-        redis=server_health(await call(cache.server_version)),
-    )
+    return Health(postgres=server_health(postgres), redis=server_health(await call(cache.server)))
