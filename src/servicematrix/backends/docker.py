@@ -48,7 +48,11 @@ def _engine(timeout: int = ENGINE_TIMEOUT) -> docker.DockerClient:
     import docker
 
     client = docker.from_env(timeout=timeout)
-    client.ping()
+    try:
+        client.ping()
+    except BaseException:
+        client.close()  # its socket would otherwise leak when no engine answers
+        raise
     return client
 
 
