@@ -36,3 +36,18 @@ def test_external_without_urls_says_which_are_missing(inner: pytest.Pytester) ->
 def test_runs_without_server_fixtures_need_nothing(inner: pytest.Pytester) -> None:
     inner.makepyfile("def test_a():\n    pass\n")
     inner.runpytest().assert_outcomes(passed=1)
+
+
+def test_docker_without_engine_names_the_fix(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{inner.path / 'no-engine.sock'}")
+    result = inner.runpytest("--servicematrix-backend=docker")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: servicematrix: docker backend: no Docker engine answers (cannot connect to "
+            "unix://*no-engine.sock: *): start one (bash ci/start-docker.sh) or use "
+            "--servicematrix-backend=local"
+        ]
+    )
