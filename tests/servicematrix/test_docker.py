@@ -55,33 +55,43 @@ def test_two_workers_two_of_each_on_loopback_none_after(
     inner: pytest.Pytester, engine: Any
 ) -> None:
     out = inner.mkdir("seen")
+    # --dist each: both workers run the test, and each records its own containers
+    # while they are certainly alive (a worker that finishes first removes its own).
     inner.makepyfile(
         f"""
-        import json, pathlib, pytest, docker
+        import json, pathlib, docker
+        from servicematrix.plugin import STATE
 
-        @pytest.mark.parametrize("n", range(4))
-        def test_containers(pg_server, redis_server, request, n):
-            run = request.config.stash[__import__("servicematrix.plugin").plugin.STATE].run_id
+        def test_containers(pg_server, redis_server, request):
+            run = request.config.stash[STATE].run_id
+            worker = request.config.workerinput["workerid"]
+            labels = ["io.servicematrix.run=" + run, "io.servicematrix.worker=" + worker]
             client = docker.from_env()
-            found = client.containers.list(filters={{"label": "io.servicematrix.run=" + run}})
-            ports = [b for c in found for bs in c.ports.values() for b in bs]
-            pathlib.Path({str(out)!r}, "run").write_text(json.dumps({{
-                "run": run,
-                "images": sorted(c.image.tags[0].split(":")[0] for c in found),
-                "hosts": sorted({{p["HostIp"] for p in ports}}),
-                "ports": sorted({{p["HostPort"] for p in ports}}),
-            }}))
+            ids = [c.id for c in client.containers.list(sparse=True, filters={{"label": labels}})]
+            found = [client.api.inspect_container(i) for i in ids]
             client.close()
-            assert pg_server.backend == "docker"
+            bindings = [
+                b for c in found for bs in c["NetworkSettings"]["Ports"].values() for b in bs or []
+            ]
+            pathlib.Path({str(out)!r}, worker).write_text(json.dumps({{
+                "run": run,
+                "containers": ids,
+                "images": sorted(c["Config"]["Image"] for c in found),
+                "bindings": [[b["HostIp"], b["HostPort"]] for b in bindings],
+            }}))
+            assert pg_server.backend == redis_server.backend == "docker"
         """
     )
-    result = inner.runpytest("-n", "2", *DOCKER)
-    result.assert_outcomes(passed=4)
-    seen = json.loads((out / "run").read_text())
-    assert seen["images"] == ["postgres", "postgres", "redis", "redis"]
-    assert seen["hosts"] == ["127.0.0.1"]
-    assert len(seen["ports"]) == 4
-    assert run_containers(engine, seen["run"]) == []
+    result = inner.runpytest("-n", "2", "--dist", "each", *DOCKER)
+    result.assert_outcomes(passed=2)
+    seen = [json.loads(p.read_text()) for p in sorted(out.iterdir())]
+    assert len(seen) == 2
+    assert [w["images"] for w in seen] == [["postgres:15", "redis:7"]] * 2
+    assert len({c for w in seen for c in w["containers"]}) == 4
+    bindings = [tuple(b) for w in seen for b in w["bindings"]]
+    assert {host for host, _ in bindings} == {"127.0.0.1"}
+    assert len({port for _, port in bindings}) == len(bindings) == 4
+    assert run_containers(engine, seen[0]["run"]) == []
 
 
 def start_blocking_run(directory: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
