@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 Product = Literal["postgresql", "redis", "valkey"]
@@ -40,3 +41,9 @@ class ServerInfo:
         """One line for reports: product, real version, backend and masked URL."""
         name = {"postgresql": "PostgreSQL", "redis": "Redis", "valkey": "Valkey"}[self.product]
         return f"{name} {self.version} ({self.backend}) {self.url(masked=True)}"
+
+
+def redis_identity(server: Mapping[str, Any]) -> tuple[Product, str]:
+    """Product and version from ``INFO server``: Valkey names itself in ``server_name``."""
+    product: Product = "valkey" if server.get("server_name") == "valkey" else "redis"
+    return product, str(server.get("valkey_version") or server["redis_version"])

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from servicematrix.backends.base import Backend, WorkerContext
 from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import StartupError
-from servicematrix.info import Product, ServerInfo
+from servicematrix.info import ServerInfo, redis_identity
 
 if TYPE_CHECKING:
     import docker
@@ -170,8 +170,7 @@ class DockerBackend(Backend):
 
         with client:
             server = _poll(info, container, image)
-        product: Product = "valkey" if server.get("server_name") == "valkey" else "redis"
-        version = str(server.get("valkey_version") or server["redis_version"])
+        product, version = redis_identity(server)
         return ServerInfo(product, "127.0.0.1", port, "", password, "0", version, self.name)
 
     def _run(

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 from servicematrix.backends.base import Backend
 from servicematrix.config import Config
 from servicematrix.errors import StartupError, UnavailableError
-from servicematrix.info import Product, ServerInfo
+from servicematrix.info import ServerInfo, redis_identity
 
 CONNECT_TIMEOUT = 5
 REDIS_DATABASES = 16
@@ -99,8 +99,7 @@ class ExternalBackend(Backend):
             raise UnavailableError(
                 f"cannot use Redis at {_mask(url)}: {exc}; check --servicematrix-redis-url"
             ) from exc
-        product: Product = "valkey" if info.get("server_name") == "valkey" else "redis"
-        version = str(info.get("valkey_version") or info["redis_version"])
+        product, version = redis_identity(info)
         wanted = self.ctx.config.redis
         if wanted and wanted.product != product:
             raise UnavailableError(
