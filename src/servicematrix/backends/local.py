@@ -60,9 +60,10 @@ class LocalBackend(Backend):
         )
 
     def start_postgres(self) -> ServerInfo:
-        install = binaries.find_postgres(self.ctx.config.pg)
-        if install is None:
+        found = binaries.find_postgres(self.ctx.config.pg)
+        if found is None:
             raise StartupError(self.unavailable(self.ctx.config) or "PostgreSQL not found")
+        install = binaries.reachable(found)
         template = template_for(install, self.ctx.config.cache_dir, self.ctx.reaper.track_path)
         datadir = self.ctx.workdir / "postgres"
         shutil.copytree(template.datadir, datadir, symlinks=True)
@@ -94,9 +95,10 @@ class LocalBackend(Backend):
         )
 
     def start_redis(self) -> ServerInfo:
-        install = binaries.find_redis(self.ctx.config.redis)
-        if install is None:
+        found = binaries.find_redis(self.ctx.config.redis)
+        if found is None:
             raise StartupError(self.unavailable(self.ctx.config) or "Redis not found")
+        install = binaries.reachable(found)
         password = secrets.token_urlsafe(18)
         datadir = self.ctx.workdir / "redis"
         datadir.mkdir(mode=0o700)
