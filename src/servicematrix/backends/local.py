@@ -83,12 +83,15 @@ class LocalBackend(Backend):
             what=f"PostgreSQL {install.version}",
             stop_signal=signal.SIGQUIT,
         )
+        # The cached cluster's password outlives runs; each worker gets its own.
+        password = secrets.token_urlsafe(18)
+        _set_password(port, template.password, password)
         return ServerInfo(
             "postgresql",
             "127.0.0.1",
             port,
             SUPERUSER,
-            template.password,
+            password,
             "postgres",
             install.version,
             self.name,
@@ -159,6 +162,24 @@ class LocalBackend(Backend):
                 raise
             return port
         raise StartupError(f"{what} could not bind a free port after {PORT_ATTEMPTS} attempts")
+
+
+def _set_password(port: int, current: str, new: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user=SUPERUSER,
+        password=current,
+        dbname="postgres",
+        connect_timeout=5,
+        autocommit=True,
+    ) as conn:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(new))
+        )
 
 
 def _pg_ready(datadir: Path) -> bool:
