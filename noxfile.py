@@ -25,6 +25,9 @@ COVERAGE_FAIL_UNDER = "85"
 # `python -m servicematrix check` exits with this when no backend can serve a pair.
 UNSERVABLE = 3
 BACKENDS = ("local", "docker", "external")
+# bench/<name>.py each write bench/results/<name>.json; bench/report.py renders them.
+BENCHMARKS = ["isolation", "provision", "scaling", "nox_setup", "matrix"]
+BENCH_EXTRAS = ("docker", "pg16", "redis6")
 
 nox.options.sessions = ["lint", "workflows", "typecheck", "tests", DEFAULT_PAIR, "coverage"]
 
@@ -97,6 +100,33 @@ def tests(session: nox.Session) -> None:
     """The plugin's own tests: pytester runs of every backend, -n 2, kill -9."""
     install(session, "tests", extras=("docker", "pg16", "redis6"))
     run_pytest(session, "tests", "tests/servicematrix")
+
+
+def run_scripts(session: nox.Session, names: list[str], title: str, out: str) -> None:
+    """Run bench/<name>.py for the names in posargs (default: all), then render ``out``."""
+    # Posargs that start with "-" (e.g. --quick) go to every script.
+    chosen = [a for a in session.posargs if not a.startswith("-")] or names
+    flags = [a for a in session.posargs if a.startswith("-")]
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        session.error(f"unknown script {', '.join(unknown)}: choose from {', '.join(names)}")
+    for name in chosen:
+        session.run("python", f"bench/{name}.py", *flags)
+    session.run("python", "bench/report.py", "--title", title, "--out", out, *names)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the usual alternatives; writes bench/RESULTS.md and bench/plots/."""
+    install(session, "tests", "bench", extras=BENCH_EXTRAS)
+    run_scripts(session, BENCHMARKS, "Benchmarks", "bench/RESULTS.md")
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """Faults, crashes, bad input and leaks, injected for real; writes bench/RELIABILITY.md."""
+    install(session, "tests", "bench", extras=BENCH_EXTRAS)
+    run_scripts(session, ["reliability"], "Reliability", "bench/RELIABILITY.md")
 
 
 # (session, file name, served?) of the integration sessions of this invocation.
