@@ -1,0 +1,614 @@
+"""Per-test isolation overhead of PostgreSQL and Redis together, five ways, under both drivers.
+
+    python bench/isolation.py                    # local PostgreSQL 15 + Redis 7
+    python bench/isolation.py --quick            # a handful of tests of each, to try it
+    python bench/isolation.py --backend docker --pg 16 --redis 8 --tests 500
+
+One test body (a user, an item and an order through shop's repositories, committed and
+read back, then a value set and got through shop's cache) runs under each strategy, timed
+from its setup to its teardown, FLUSHDB included. A strategy's overhead is that total
+minus the median time of the same body alone: a plain session that commits for real and
+is never cleaned up. Every database is migrated with ``shop.db.migrate``, as the suite
+does; drop_all/create_all rebuilds the same tables from shop's metadata. Each strategy
+has its own database and Redis database, so what one cleanup leaves behind (TRUNCATE's
+new relation files, say) is paid by that strategy's own next test. Strategies run in
+shuffled, interleaved rounds after a warm-up, so drift hits them all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    AsyncExitStack,
+    ExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import redis
+import redis.asyncio
+from common import Plot, Result, Stat, Table, Target, save
+from sqlalchemy import Engine, create_engine, func, inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+
+from servicematrix import isolation
+from servicematrix.backends import select_backend
+from servicematrix.config import Config
+from servicematrix.errors import ServiceMatrixError
+from servicematrix.info import ServerInfo
+from servicematrix.provision import Worker, new_run_id
+from shop.cache import AsyncCacheService, CacheService
+from shop.db import migrate
+from shop.models import Base
+from shop.repositories import (
+    AsyncItemRepository,
+    AsyncOrderRepository,
+    AsyncUserRepository,
+    ItemRepository,
+    OrderRepository,
+    UserRepository,
+)
+
+BASELINE = "work alone"
+OURS = "savepoint rollback"
+STRATEGIES = (OURS, "TRUNCATE", "DELETE", "drop_all/create_all", "template database")
+SLOW = ("drop_all/create_all", "template database")
+SCHEMES = {"sync": "postgresql+psycopg", "async": "postgresql+asyncpg"}
+DRIVERS = ("sync", "async")
+LABELS = {"sync": "psycopg 3 + redis-py", "async": "asyncpg + redis.asyncio"}
+TARGET_MS = 1.0
+TARGET_RATIO = 10.0
+# Unique data for every test body and every cloned database, whatever the strategy.
+SERIAL = itertools.count(1)
+
+E = TypeVar("E", Engine, AsyncEngine)
+R = TypeVar("R", redis.Redis, redis.asyncio.Redis)
+
+
+@dataclass
+class Lane(Generic[E, R]):
+    """Where one strategy runs: its database, an engine, and its own Redis database."""
+
+    pg: ServerInfo
+    # On pg's database; for the template strategy, an AUTOCOMMIT engine on the server's own.
+    engine: E
+    redis: R
+    flush: bool = True
+
+
+@dataclass
+class Samples:
+    """Milliseconds per test: in all, and the strategy's parts around the work."""
+
+    total: list[float] = field(default_factory=list)
+    setup: list[float] = field(default_factory=list)
+    teardown: list[float] = field(default_factory=list)
+    flush: list[float] = field(default_factory=list)
+
+    def add(self, start: float, entered: float, worked: float, left: float, end: float) -> None:
+        for samples, seconds in (
+            (self.total, end - start),
+            (self.setup, entered - start),
+            (self.teardown, left - worked),
+            (self.flush, end - left),
+        ):
+            samples.append(seconds * 1000)
+
+    @property
+    def around(self) -> list[float]:
+        """Setup plus teardown plus FLUSHDB of each test: the strategy timed directly."""
+        return [sum(parts) for parts in zip(self.setup, self.teardown, self.flush, strict=True)]
+
+
+def sync_work(session: Session, cache: CacheService, n: int) -> None:
+    """The test body: three rows committed and read back, one value cached and read."""
+    user = UserRepository(session).create(email=f"user{n}@example.com", name=f"User {n}")
+    item = ItemRepository(session).create(name=f"Item {n}", description="", price=Decimal(n))
+    order = OrderRepository(session).create(user_id=user.id, total=item.price)
+    user_id, item_id, reference = user.id, item.id, order.reference
+    session.commit()
+    found = OrderRepository(session).get_by_reference(reference)
+    again = ItemRepository(session).get(item_id)
+    check(found is not None and found.user_id == user_id, "the order was not read back")
+    check(again is not None, "the item was not read back")
+    check(cache.set(f"order:{reference}", {"user": user_id}), "the cache refused a value")
+    check(cache.get(f"order:{reference}") == {"user": user_id}, "the cache lost a value")
+
+
+async def async_work(session: AsyncSession, cache: AsyncCacheService, n: int) -> None:
+    """The same test body through asyncpg and redis.asyncio."""
+    users, items = AsyncUserRepository(session), AsyncItemRepository(session)
+    user = await users.create(email=f"user{n}@example.com", name=f"User {n}")
+    item = await items.create(name=f"Item {n}", description="", price=Decimal(n))
+    order = await AsyncOrderRepository(session).create(user_id=user.id, total=item.price)
+    user_id, item_id, reference = user.id, item.id, order.reference
+    await session.commit()
+    found = await AsyncOrderRepository(session).get_by_reference(reference)
+    again = await items.get(item_id)
+    check(found is not None and found.user_id == user_id, "the order was not read back")
+    check(again is not None, "the item was not read back")
+    check(await cache.set(f"order:{reference}", {"user": user_id}), "the cache refused a value")
+    check(await cache.get(f"order:{reference}") == {"user": user_id}, "the cache lost a value")
+
+
+SyncLane = Lane[Engine, redis.Redis]
+AsyncLane = Lane[AsyncEngine, redis.asyncio.Redis]
+SyncIsolation = Callable[[SyncLane], AbstractContextManager[Session]]
+AsyncIsolation = Callable[[AsyncLane], AbstractAsyncContextManager[AsyncSession]]
+
+
+@contextmanager
+def plain(lane: SyncLane) -> Iterator[Session]:
+    with Session(lane.engine) as session:
+        yield session
+
+
+@contextmanager
+def delete_rows(lane: SyncLane) -> Iterator[Session]:
+    with Session(lane.engine) as session:
+        yield session
+    with lane.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@contextmanager
+def recreate_tables(lane: SyncLane) -> Iterator[Session]:
+    Base.metadata.create_all(lane.engine)
+    with Session(lane.engine) as session:
+        yield session
+    Base.metadata.drop_all(lane.engine)
+
+
+@contextmanager
+def clone_database(lane: SyncLane) -> Iterator[Session]:
+    name = f"t_{next(SERIAL)}"
+    with lane.engine.connect() as admin:
+        admin.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {lane.pg.database}")
+    engine = create_engine(replace(lane.pg, database=name).url(SCHEMES["sync"]))
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+    with lane.engine.connect() as admin:
+        admin.exec_driver_sql(f"DROP DATABASE {name}")
+
+
+@asynccontextmanager
+async def async_plain(lane: AsyncLane) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(lane.engine) as session:
+        yield session
+
+
+@asynccontextmanager
+async def async_delete_rows(lane: AsyncLane) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(lane.engine) as session:
+        yield session
+    async with lane.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
+
+
+@asynccontextmanager
+async def async_recreate_tables(lane: AsyncLane) -> AsyncIterator[AsyncSession]:
+    async with lane.engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    async with AsyncSession(lane.engine) as session:
+        yield session
+    async with lane.engine.begin() as connection:
+        await connection.run_sync(Base.metadata.drop_all)
+
+
+@asynccontextmanager
+async def async_clone_database(lane: AsyncLane) -> AsyncIterator[AsyncSession]:
+    name = f"t_{next(SERIAL)}"
+    async with lane.engine.connect() as admin:
+        await admin.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {lane.pg.database}")
+    engine = create_async_engine(replace(lane.pg, database=name).url(SCHEMES["async"]))
+    async with AsyncSession(engine) as session:
+        yield session
+    await engine.dispose()
+    async with lane.engine.connect() as admin:
+        await admin.exec_driver_sql(f"DROP DATABASE {name}")
+
+
+SYNC: dict[str, SyncIsolation] = {
+    BASELINE: plain,
+    OURS: lambda lane: isolation.rollback_session(lane.engine),
+    "TRUNCATE": lambda lane: isolation.committed_session(lane.engine),
+    "DELETE": delete_rows,
+    "drop_all/create_all": recreate_tables,
+    "template database": clone_database,
+}
+ASYNC: dict[str, AsyncIsolation] = {
+    BASELINE: async_plain,
+    OURS: lambda lane: isolation.async_rollback_session(lane.engine),
+    "TRUNCATE": lambda lane: isolation.async_committed_session(lane.engine),
+    "DELETE": async_delete_rows,
+    "drop_all/create_all": async_recreate_tables,
+    "template database": async_clone_database,
+}
+
+
+def time_sync(name: str, lane: SyncLane, samples: Samples) -> None:
+    stack = ExitStack()
+    start = time.perf_counter()
+    with stack:
+        session = stack.enter_context(SYNC[name](lane))
+        entered = time.perf_counter()
+        sync_work(session, CacheService(lane.redis), next(SERIAL))
+        worked = time.perf_counter()
+    left = time.perf_counter()
+    if lane.flush:
+        lane.redis.flushdb()
+    samples.add(start, entered, worked, left, time.perf_counter())
+
+
+async def time_async(name: str, lane: AsyncLane, samples: Samples) -> None:
+    stack = AsyncExitStack()
+    start = time.perf_counter()
+    async with stack:
+        session = await stack.enter_async_context(ASYNC[name](lane))
+        entered = time.perf_counter()
+        await async_work(session, AsyncCacheService(lane.redis), next(SERIAL))
+        worked = time.perf_counter()
+    left = time.perf_counter()
+    if lane.flush:
+        await lane.redis.flushdb()
+    samples.add(start, entered, worked, left, time.perf_counter())
+
+
+def schedule(counts: dict[str, int], seed: int) -> list[list[str]]:
+    """Rounds of strategy names: each in ``counts[name]`` rounds spread evenly, shuffled."""
+    rng = random.Random(seed)  # noqa: S311 - orders rounds, guards no secret
+    rounds = max(counts.values())
+    plan = []
+    for r in range(rounds):
+        here = [n for n, c in counts.items() if (r + 1) * c // rounds > r * c // rounds]
+        rng.shuffle(here)
+        plan.append(here)
+    return plan
+
+
+def progress(driver: str, phase: str, r: int, plan: list[list[str]]) -> None:
+    if (r + 1) % 50 == 0 or r + 1 == len(plan):
+        print(f"  {driver} {phase}: round {r + 1}/{len(plan)}", flush=True)
+
+
+def check(condition: bool, what: str) -> None:
+    """Stop the benchmark when a strategy did not do its job: its figures would mean nothing."""
+    if not condition:
+        raise RuntimeError(f"isolation benchmark: {what}")
+
+
+def prepare(pg: ServerInfo, driver: str) -> dict[str, ServerInfo]:
+    """A migrated database per lane; the template strategy's one is its template."""
+    admin = create_engine(pg.url(SCHEMES["sync"]), isolation_level="AUTOCOMMIT")
+    infos = {}
+    try:
+        for i, name in enumerate((BASELINE, *STRATEGIES)):
+            info = replace(pg, database=f"{driver}_{i}")
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f"CREATE DATABASE {info.database}")
+            migrate(info.url(SCHEMES["sync"]))
+            infos[name] = info
+    finally:
+        admin.dispose()
+    # Its tests start with create_all.
+    engine = create_engine(infos["drop_all/create_all"].url(SCHEMES["sync"]))
+    Base.metadata.drop_all(engine)
+    engine.dispose()
+    return infos
+
+
+def engine_args(pg: ServerInfo, name: str, info: ServerInfo, driver: str) -> dict[str, Any]:
+    """The template strategy's engine runs CREATE and DROP DATABASE on the server's own."""
+    if name == "template database":
+        return {"url": pg.url(SCHEMES[driver]), "isolation_level": "AUTOCOMMIT"}
+    return {"url": info.url(SCHEMES[driver])}
+
+
+def redis_url(rd: ServerInfo, driver: str, index: int) -> str:
+    """Each lane of each driver gets its own Redis database."""
+    return replace(rd, database=str(DRIVERS.index(driver) * len(SYNC) + index)).url()
+
+
+Plans = dict[str, list[list[str]]]
+
+
+def measure_sync(
+    pg: ServerInfo, rd: ServerInfo, infos: dict[str, ServerInfo], plans: Plans
+) -> dict[str, Samples]:
+    """Run the plans' rounds with psycopg and redis-py; the samples of the last plan."""
+    lanes: dict[str, SyncLane] = {
+        name: Lane(
+            info,
+            create_engine(**engine_args(pg, name, info, "sync")),
+            redis.Redis.from_url(redis_url(rd, "sync", i)),
+            flush=name != BASELINE,
+        )
+        for i, (name, info) in enumerate(infos.items())
+    }
+    samples: dict[str, Samples] = {}
+    try:
+        for phase, plan in plans.items():
+            samples = {name: Samples() for name in lanes}
+            for r, names in enumerate(plan):
+                for name in names:
+                    time_sync(name, lanes[name], samples[name])
+                progress("sync", phase, r, plan)
+        return samples
+    finally:
+        for lane in lanes.values():
+            lane.engine.dispose()
+            lane.redis.close()
+
+
+async def measure_async(
+    pg: ServerInfo, rd: ServerInfo, infos: dict[str, ServerInfo], plans: Plans
+) -> dict[str, Samples]:
+    """Run the plans' rounds with asyncpg and redis.asyncio; the samples of the last plan."""
+    lanes: dict[str, AsyncLane] = {
+        name: Lane(
+            info,
+            create_async_engine(**engine_args(pg, name, info, "async")),
+            redis.asyncio.Redis.from_url(redis_url(rd, "async", i)),
+            flush=name != BASELINE,
+        )
+        for i, (name, info) in enumerate(infos.items())
+    }
+    samples: dict[str, Samples] = {}
+    try:
+        for phase, plan in plans.items():
+            samples = {name: Samples() for name in lanes}
+            for r, names in enumerate(plan):
+                for name in names:
+                    await time_async(name, lanes[name], samples[name])
+                progress("async", phase, r, plan)
+        return samples
+    finally:
+        for lane in lanes.values():
+            await lane.engine.dispose()
+            await lane.redis.aclose()
+
+
+CLONES_LEFT = text("SELECT count(*) FROM pg_database WHERE left(datname, 2) = 't_'")
+
+
+def rows_and_clones(info: ServerInfo) -> tuple[int, int]:
+    """Rows in shop's tables of this database, and cloned test databases on the server."""
+    engine = create_engine(info.url(SCHEMES["sync"]))
+    try:
+        with engine.connect() as connection:
+            present = set(inspect(connection).get_table_names())
+            rows = sum(
+                connection.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in Base.metadata.sorted_tables
+                if table.name in present
+            )
+            return rows, connection.execute(CLONES_LEFT).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def verify(rd: ServerInfo, driver: str, infos: dict[str, ServerInfo], baseline_runs: int) -> None:
+    """The work committed for real, and every strategy left no row, key or database behind."""
+    for i, (name, info) in enumerate(infos.items()):
+        rows, clones = rows_and_clones(info)
+        expected = 3 * baseline_runs if name == BASELINE else 0
+        check(rows == expected, f"{driver} {name}: {rows} rows left, {expected} expected")
+        check(clones == 0, f"{driver}: {clones} cloned databases left")
+        with redis.Redis.from_url(redis_url(rd, driver, i)) as client:
+            keys = int(client.dbsize())
+        check(name == BASELINE or keys == 0, f"{driver} {name}: {keys} Redis keys left")
+
+
+def overheads(samples: dict[str, Samples]) -> dict[str, Stat]:
+    """Each strategy's per-test totals minus the median of the work alone."""
+    work = statistics.median(samples[BASELINE].total)
+    return {name: Stat([t - work for t in samples[name].total], "ms") for name in STRATEGIES}
+
+
+def times_ours(over: dict[str, Stat], name: str) -> float:
+    ours = over[OURS].median
+    return over[name].median / ours if ours > 0 else float("inf")
+
+
+def x(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio != float("inf") else "inf (ours <= 0 ms)"
+
+
+def table(driver: str, samples: dict[str, Samples], over: dict[str, Stat]) -> Table:
+    work = Stat(samples[BASELINE].total, "ms")
+    caption = (
+        f"{LABELS[driver]}: overhead per test = total - median of the work alone "
+        f"({work.median:.3f} ms, n={len(work.samples)})"
+    )
+    columns = ["strategy", "overhead median", "min", "max", "setup+teardown median"]
+    rows = [
+        [
+            name,
+            *over[name].cells()[:3],
+            f"{statistics.median(samples[name].around):.3f} ms",
+            x(times_ours(over, name)),
+            str(len(over[name].samples)),
+        ]
+        for name in STRATEGIES
+    ]
+    return Table(caption, [*columns, "x slower than ours", "n"], rows)
+
+
+def why_ours(samples: Samples, over: Stat) -> str:
+    parts = {
+        "setup (pool checkout, outer transaction)": statistics.median(samples.setup),
+        "teardown (ROLLBACK TO SAVEPOINT, ROLLBACK)": statistics.median(samples.teardown),
+        "FLUSHDB": statistics.median(samples.flush),
+    }
+    largest = max(parts, key=lambda p: parts[p])
+    shown = ", ".join(f"{p} {v:.3f} ms" for p, v in parts.items())
+    rest = over.median - sum(parts.values())
+    return (
+        f"median overhead {over.median:.3f} ms: {shown} (medians), {largest} the largest; "
+        f"the work itself took about {abs(rest):.3f} ms {'more' if rest >= 0 else 'less'} "
+        "than alone"
+    )
+
+
+def targets(driver: str, samples: dict[str, Samples], over: dict[str, Stat]) -> list[Target]:
+    ours = over[OURS].median
+    found = [
+        Target(
+            f"isolation overhead, median per test ({driver})",
+            f"<= {TARGET_MS:g} ms",
+            f"{ours:.3f} ms",
+            ours <= TARGET_MS,
+        )
+    ]
+    if not found[0].met:
+        found[0].why = why_ours(samples[OURS], over[OURS])
+    for name in SLOW:
+        ratio = times_ours(over, name)
+        target = Target(
+            f">= {TARGET_RATIO:g}x cheaper than {name} ({driver})",
+            f">= {TARGET_RATIO:g}x",
+            f"{x(ratio)} ({over[name].median:.3f} ms vs {ours:.3f} ms)",
+            ratio >= TARGET_RATIO,
+        )
+        if not target.met:
+            target.why = (
+                f"{name} costs {over[name].median:.3f} ms per test (setup "
+                f"{statistics.median(samples[name].setup):.3f} ms, teardown "
+                f"{statistics.median(samples[name].teardown):.3f} ms), ours {ours:.3f} ms: "
+                + why_ours(samples[OURS], over[OURS])
+            )
+        found.append(target)
+    return found
+
+
+def summary(work: dict[str, float], over: dict[str, dict[str, Stat]]) -> str:
+    sentences = []
+    for driver, o in over.items():
+        others = ", ".join(f"{name} {o[name].median:.2f} ms" for name in STRATEGIES[1:])
+        sentences.append(
+            f"Under {LABELS[driver]}, the savepoint rollback plus FLUSHDB adds "
+            f"{o[OURS].median:.3f} ms to a test whose work alone takes {work[driver]:.2f} ms; "
+            f"the other ways add {others}: the template database costs "
+            f"{x(times_ours(o, 'template database'))} ours, drop_all/create_all "
+            f"{x(times_ours(o, 'drop_all/create_all'))}."
+        )
+    return " ".join(sentences)
+
+
+def measure(
+    driver: str, pg: ServerInfo, rd: ServerInfo, args: argparse.Namespace
+) -> dict[str, Samples]:
+    """Warm up, then measure every strategy of one driver in shuffled interleaved rounds."""
+    counts = {name: args.slow_tests if name in SLOW else args.tests for name in SYNC}
+    plans: Plans = {
+        "warm-up": schedule({n: min(c, args.warmup) for n, c in counts.items()}, args.seed + 1),
+        "measured": schedule(counts, args.seed),
+    }
+    print(f"{LABELS[driver]}: {len(plans['measured'])} rounds after {args.warmup}", flush=True)
+    infos = prepare(pg, driver)
+    if driver == "sync":
+        samples = measure_sync(pg, rd, infos, plans)
+    else:
+        samples = asyncio.run(measure_async(pg, rd, infos, plans))
+    runs = sum(names.count(BASELINE) for plan in plans.values() for names in plan)
+    verify(rd, driver, infos, runs)
+    for name in (BASELINE, *STRATEGIES):
+        print(f"  {name}: median {statistics.median(samples[name].total):.3f} ms per test")
+    return samples
+
+
+def result(
+    samples: dict[str, dict[str, Samples]], pg: ServerInfo, rd: ServerInfo, load: float
+) -> Result:
+    over = {driver: overheads(s) for driver, s in samples.items()}
+    work = {driver: statistics.median(s[BASELINE].total) for driver, s in samples.items()}
+    series = {
+        LABELS[d]: [[name, o[name].median] for name in STRATEGIES if o[name].median > 0]
+        for d, o in over.items()
+    }
+    return Result(
+        name="isolation",
+        title="Per-test isolation overhead, PostgreSQL and Redis together",
+        command=shlex.join(["python", "bench/isolation.py", *sys.argv[1:]]),
+        summary=summary(work, over),
+        tables=[table(d, s, over[d]) for d, s in samples.items()],
+        targets=[t for d, s in samples.items() for t in targets(d, s, over[d])],
+        plots=[
+            Plot(
+                "isolation.png",
+                "Median isolation overhead per test",
+                "strategy",
+                "overhead (ms, log)",
+                "bar",
+                series,
+                log_y=True,
+            )
+        ],
+        notes=[
+            f"PostgreSQL {pg.version} and {rd.product} {rd.version}, {pg.backend} backend; "
+            f"load average {load:.2f} over the last minute when the measurements ended.",
+            "Test body: a user, an item and an order through shop's repositories, committed, "
+            "read back, and one value set and got through shop's cache; unique data each time.",
+            "Every database is migrated with shop.db.migrate; drop_all/create_all rebuilds "
+            "the same tables from shop.models' metadata; the template is migrated once.",
+            "Each strategy ends with FLUSHDB of its own Redis database; the work alone does not.",
+            "Overhead includes what a strategy does to the work itself (commit() becoming a "
+            "savepoint release, a new engine's first connection); setup+teardown excludes it.",
+            "Medians at or below 0 ms are left out of the log-scale plot.",
+        ],
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", default="local", help="servicematrix backend")
+    parser.add_argument("--pg", default="15", help="PostgreSQL major version")
+    parser.add_argument("--redis", default="7", help="Redis version, e.g. 7 or valkey-8")
+    parser.add_argument("--tests", type=int, default=300, help="tests per cheap strategy")
+    parser.add_argument(
+        "--slow-tests", type=int, default=40, help="tests of drop_all/create_all and template"
+    )
+    parser.add_argument("--warmup", type=int, default=10, help="untimed tests per strategy")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the round order")
+    parser.add_argument("--quick", action="store_true", help="a handful of tests of each")
+    args = parser.parse_args()
+    if args.quick:
+        args.tests, args.slow_tests, args.warmup = 5, 3, 2
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    try:
+        config = Config.parse({"backend": args.backend, "pg": args.pg, "redis": args.redis})
+        with Worker(config, select_backend(config).name, new_run_id(), "bench") as worker:
+            pg, rd = worker.ready()
+            print(f"servers: {pg.describe()}; {rd.describe()}", flush=True)
+            samples = {driver: measure(driver, pg, rd, args) for driver in DRIVERS}
+            load = os.getloadavg()[0]
+    except ServiceMatrixError as exc:
+        sys.exit(f"isolation: {exc}")
+    save(result(samples, pg, rd, load), time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
