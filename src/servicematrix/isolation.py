@@ -44,8 +44,10 @@ def rollback_session(engine: Engine) -> Iterator[Session]:
         try:
             yield session
         finally:
-            session.close()
+            # One ROLLBACK ends the outer transaction and every savepoint in it;
+            # closing the session afterwards sends nothing.
             outer.rollback()
+            session.close()
 
 
 @asynccontextmanager
@@ -57,8 +59,8 @@ async def async_rollback_session(engine: AsyncEngine) -> AsyncIterator[AsyncSess
         try:
             yield session
         finally:
-            await session.close()
             await outer.rollback()
+            await session.close()
 
 
 @contextmanager

@@ -104,6 +104,7 @@ class DockerBackend(Backend):
         except ImportError:
             return "testcontainers is not installed: pip install 'servicematrix[docker]'"
         problem = _unreachable()
+        client = None
         try:
             client = None if problem else _engine()
         except docker.errors.DockerException as exc:
