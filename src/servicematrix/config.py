@@ -20,6 +20,11 @@ Backend = Literal["auto", "docker", "local", "external"]
 BACKENDS: tuple[Backend, ...] = ("auto", "docker", "local", "external")
 DRIVERS = ("sync", "async")
 _REDIS_VERSION = re.compile(r"^(?:(redis|valkey)-)?(\d+)$")
+_REDIS_DB = re.compile(r"^(/\d*)?$")
+_URL_EXAMPLES = {
+    "pg_url": "a postgresql://user:password@host:port/db URL",
+    "redis_url": "a redis://:password@host:port/N URL, N a database index",
+}
 
 
 @dataclass(frozen=True)
@@ -126,13 +131,13 @@ class Config:
             pg_url=_url(raw.get("pg_url"), "pg_url", ("postgresql", "postgres")),
             redis_url=_url(raw.get("redis_url"), "redis_url", ("redis", "rediss")),
             drivers=DRIVERS if driver == "both" else (driver,),
-            cache_dir=_path(raw.get("cache_dir")),
-            tmp_dir=_path(raw.get("tmp_dir")),
+            cache_dir=_directory(raw.get("cache_dir"), "cache_dir"),
+            tmp_dir=_directory(raw.get("tmp_dir"), "tmp_dir", must_exist=True),
             pg_image=_image(raw, "pg_image"),
             redis_image=_image(raw, "redis_image"),
             valkey_image=_image(raw, "valkey_image"),
             image_prefix=raw.get("image_prefix") or "",
-            report=_path(raw.get("report")),
+            report=_report(raw.get("report")),
         )
 
 
@@ -153,6 +158,30 @@ def _image(raw: Mapping[str, str | None], stem: str) -> str:
 
 def _path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
+
+
+# Paths are checked here, so a bad one is one usage error instead of a traceback per worker.
+def _directory(value: str | None, stem: str, *, must_exist: bool = False) -> Path | None:
+    path = _path(value)
+    if path is None or path.is_dir() or (not must_exist and _can_be_directory(path)):
+        return path
+    expected = (
+        "an existing directory" if must_exist else "a directory, or a path where one can be made"
+    )
+    raise ConfigError(_bad(stem, str(value), expected))
+
+
+def _report(value: str | None) -> Path | None:
+    path = _path(value)
+    if path is None or (not path.is_dir() and _can_be_directory(path.parent)):
+        return path
+    raise ConfigError(_bad("report", str(value), "a file path in a directory that can be made"))
+
+
+def _can_be_directory(path: Path) -> bool:
+    """True if ``path`` is a directory or ``mkdir(parents=True)`` could make it one."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    return existing is None or existing.is_dir()
 
 
 def _pg_version(value: str | None) -> int | None:
@@ -177,7 +206,21 @@ def _url(value: str | None, stem: str, schemes: tuple[str, ...]) -> str | None:
     if not value:
         return None
     parts = urlsplit(value)
-    if parts.scheme.split("+")[0] not in schemes or not parts.hostname:
-        shown = value if "@" not in value else parts.scheme + "://***@" + value.split("@", 1)[1]
-        raise ConfigError(_bad(stem, shown, f"a {schemes[0]}://user:password@host:port/db URL"))
+    # A Redis URL's path is a database index; drivers fail later, with a traceback, on others.
+    path_ok = stem != "redis_url" or _REDIS_DB.match(parts.path)
+    if parts.scheme.split("+")[0] not in schemes or not parts.hostname or not path_ok:
+        raise ConfigError(_bad(stem, _masked(value), _URL_EXAMPLES[stem]))
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number in range
+    except ValueError:
+        raise ConfigError(_bad(stem, _masked(value), _URL_EXAMPLES[stem])) from None
     return value
+
+
+def _masked(url: str) -> str:
+    """``url`` with whatever stands between the scheme and the last '@' hidden."""
+    head, at, host = url.rpartition("@")
+    if not at:
+        return url
+    scheme = head.split("://", 1)[0] + "://" if "://" in head else ""
+    return f"{scheme}***@{host}"
