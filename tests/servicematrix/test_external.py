@@ -75,6 +75,6 @@ def test_bad_external_urls_fail_in_one_line(
     name, _, value = option.partition("=")
     urls[name] = value.format(pg_port=pg.port, closed=1)
     result = inner.runpytest(*(f"{k}={v}" for k, v in urls.items()))
-    assert result.ret != 0
-    result.stdout.fnmatch_lines([expected])
-    assert "wrong" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([expected])
+    assert "wrong" not in result.stdout.str() + result.stderr.str()

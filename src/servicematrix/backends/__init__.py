@@ -20,8 +20,11 @@ def registry() -> dict[str, type[Backend]]:
 def select_backend(config: Config) -> type[Backend]:
     """The backend ``config`` names, or the first that can serve it under ``auto``."""
     backends = registry()
-    if config.backend != "auto":
-        chosen = backends[config.backend]
+    # URLs name the servers to use: starting others instead would hide that they cannot be.
+    urls = config.pg_url or config.redis_url
+    named = "external" if config.backend == "auto" and urls else config.backend
+    if named != "auto":
+        chosen = backends[named]
         reason = chosen.unavailable(config)
         if reason:
             raise UnavailableError(f"{chosen.name} backend: {reason}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from servicematrix.backends.base import Backend
-from servicematrix.config import Config
+from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import StartupError, UnavailableError
 from servicematrix.info import ServerInfo, redis_identity
 
@@ -24,6 +24,55 @@ def _mask(url: str) -> str:
     return url
 
 
+def _problem(config: Config) -> str | None:
+    """Why the servers at the URLs cannot serve ``config``, in one line; None if they can."""
+    assert config.pg_url is not None
+    assert config.redis_url is not None
+    return _postgres_problem(config.pg_url, config.pg) or _redis_problem(
+        config.redis_url, config.redis
+    )
+
+
+def _postgres_problem(url: str, wanted: int | None) -> str | None:
+    import psycopg
+
+    conninfo = urlsplit(url)._replace(scheme="postgresql").geturl()
+    try:
+        with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT) as conn:
+            major = conn.info.server_version // 10000
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        return f"cannot use PostgreSQL at {_mask(url)}: {first}; check --servicematrix-pg-url"
+    if wanted is not None and major != wanted:
+        return (
+            f"the server at {_mask(url)} runs PostgreSQL {major}, but --servicematrix-pg={wanted} "
+            f"was asked for: point --servicematrix-pg-url at a PostgreSQL {wanted} server"
+        )
+    return None
+
+
+def _redis_problem(url: str, wanted: RedisVersion | None) -> str | None:
+    import redis
+
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+    )
+    try:
+        with client:
+            product, version = redis_identity(client.info("server"))
+    except redis.RedisError as exc:
+        return f"cannot use Redis at {_mask(url)}: {exc}; check --servicematrix-redis-url"
+    if wanted is not None and (product, int(version.split(".")[0])) != (
+        wanted.product,
+        wanted.major,
+    ):
+        return (
+            f"the server at {_mask(url)} is {product} {version}, but --servicematrix-redis="
+            f"{wanted} was asked for: point --servicematrix-redis-url at a {wanted} server"
+        )
+    return None
+
+
 class ExternalBackend(Backend):
     """Attaches to ``pg_url`` and ``redis_url``."""
 
@@ -36,10 +85,12 @@ class ExternalBackend(Backend):
         missing = [
             s for s, url in (("pg_url", config.pg_url), ("redis_url", config.redis_url)) if not url
         ]
-        if not missing:
-            return None
-        names = " and ".join(f"--servicematrix-{m.replace('_', '-')}" for m in missing)
-        return f"needs {names} (or SERVICEMATRIX_{'/'.join(m.upper() for m in missing)})"
+        if missing:
+            names = " and ".join(f"--servicematrix-{m.replace('_', '-')}" for m in missing)
+            return f"needs {names} (or SERVICEMATRIX_{'/'.join(m.upper() for m in missing)})"
+        # Logging in once here makes a URL that cannot be used one usage error before any
+        # worker starts, instead of a failure in every test.
+        return _problem(config)
 
     def start_postgres(self) -> ServerInfo:
         import psycopg
