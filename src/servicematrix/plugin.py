@@ -117,11 +117,7 @@ def servicematrix_worker(request: pytest.FixtureRequest) -> Iterator[Worker]:
     worker_id = workerinput["workerid"] if workerinput else "main"
     # An xdist worker's parent is the controller: servers must not outlive it either.
     watch_pid = os.getppid() if workerinput else None
-    try:
-        backend = state.backend or select_backend(state.config).name
-        worker = Worker(state.config, backend, state.run_id, worker_id, watch_pid)
-    except ServiceMatrixError as exc:
-        pytest.fail(f"servicematrix: {exc}", pytrace=False)
+    worker = _new_worker(state, worker_id, watch_pid)
     try:
         yield worker
     finally:
@@ -129,12 +125,28 @@ def servicematrix_worker(request: pytest.FixtureRequest) -> Iterator[Worker]:
         worker.close()
 
 
+def _new_worker(state: RunState, worker_id: str, watch_pid: int | None) -> Worker:
+    try:
+        backend = state.backend or select_backend(state.config).name
+        return Worker(state.config, backend, state.run_id, worker_id, watch_pid)
+    except ServiceMatrixError as exc:
+        problem = exc
+    raise _failure(problem)
+
+
 def _ready(worker: Worker, which: str) -> ServerInfo:
     try:
         pg, rd = worker.ready()
     except ServiceMatrixError as exc:
-        pytest.fail(f"servicematrix: {exc}", pytrace=False)
-    return pg if which == "postgres" else rd
+        problem = exc
+    else:
+        return pg if which == "postgres" else rd
+    raise _failure(problem)
+
+
+def _failure(problem: ServiceMatrixError) -> BaseException:
+    # Raised outside the except block: pytest would print the exception chain otherwise.
+    return pytest.fail.Exception(f"servicematrix: {problem}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
