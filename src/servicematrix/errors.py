@@ -15,3 +15,7 @@ class UnavailableError(ServiceMatrixError):
 
 class StartupError(ServiceMatrixError):
     """A server was found but did not come up."""
+
+
+class ControlError(ServiceMatrixError):
+    """A server could not be stopped, started, paused or resumed as a test asked."""

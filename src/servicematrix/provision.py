@@ -10,6 +10,7 @@ from pathlib import Path
 
 from servicematrix.backends import Backend, WorkerContext, registry
 from servicematrix.config import Config
+from servicematrix.faults import ServerControl
 from servicematrix.info import ServerInfo
 from servicematrix.processes import data_root, give_to_server
 from servicematrix.reaper import Reaper
@@ -43,6 +44,7 @@ class Worker:
         self._redis: Future[ServerInfo] = self._pool.submit(self.backend.start_redis)
         self._started = started
         self.seconds: float | None = None
+        self._control: ServerControl | None = None
 
     def postgres(self) -> ServerInfo:
         """PostgreSQL, once it accepts connections."""
@@ -58,6 +60,13 @@ class Worker:
         if self.seconds is None:
             self.seconds = time.perf_counter() - self._started
         return both
+
+    def control(self) -> ServerControl:
+        """Stop, start, restart or pause this worker's servers, for fault tests."""
+        if self._control is None:
+            pg, redis = self.ready()
+            self._control = ServerControl(self.backend, {"postgres": pg, "redis": redis})
+        return self._control
 
     def close(self) -> None:
         """Stop the servers and remove their files, then the reaper exits."""

@@ -5,11 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from servicematrix.config import Config
+from servicematrix.errors import ControlError
 from servicematrix.info import ServerInfo
 from servicematrix.reaper import Reaper
+
+Role = Literal["postgres", "redis"]
+ROLES: tuple[Role, ...] = ("postgres", "redis")
 
 
 @dataclass(frozen=True)
@@ -52,3 +56,27 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - most backends leave teardown to the reaper
         """Release what the reaper cannot (e.g. databases on a server we do not own)."""
+
+    # Server control, for fault tests. Backends that own their servers override all four;
+    # each returns once the backend sees the change (the process or container is gone,
+    # frozen, or running again); servicematrix.faults waits for the network to agree.
+
+    def control_unavailable(self) -> str | None:
+        """Why a test cannot stop and start this backend's servers, or None when it can."""
+        return f"the {self.name} backend cannot stop or start its servers"
+
+    def stop_server(self, role: Role) -> None:
+        """Stop ``role``: Redis dies at once (SIGKILL); PostgreSQL shuts down fast."""
+        raise ControlError(self.control_unavailable() or "not supported")
+
+    def start_server(self, role: Role) -> None:
+        """Start a stopped ``role`` again on the same port, password and data."""
+        raise ControlError(self.control_unavailable() or "not supported")
+
+    def pause_server(self, role: Role) -> None:
+        """Freeze ``role``: it keeps its port and data but answers nothing."""
+        raise ControlError(self.control_unavailable() or "not supported")
+
+    def resume_server(self, role: Role) -> None:
+        """Let a paused ``role`` run again."""
+        raise ControlError(self.control_unavailable() or "not supported")

@@ -12,14 +12,15 @@ import os
 import secrets
 import socket
 import time
-from contextlib import closing
+from contextlib import closing, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from servicematrix.backends.base import Backend, WorkerContext
+from servicematrix.backends.base import Backend, Role, WorkerContext
 from servicematrix.config import Config, RedisVersion
-from servicematrix.errors import StartupError
+from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo, redis_identity
+from servicematrix.processes import free_port
 
 if TYPE_CHECKING:
     import docker
@@ -34,6 +35,12 @@ ENGINE_TIMEOUT = 5
 PULL_TIMEOUT = 300
 LABEL = "io.servicematrix"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+PORT_ATTEMPTS = 3
+# What the engine says when the host port we chose was taken meanwhile.
+_PORT_TAKEN = ("port is already allocated", "address already in use")
+# As the local backend: Redis stops as in a crash, PostgreSQL by a fast shutdown.
+_FAULT_SIGNALS: dict[Role, str] = {"postgres": "SIGINT", "redis": "SIGKILL"}
+STOP_TIMEOUT = 30
 # Throwaway clusters: durability only costs time here.
 _PG_ARGS = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
 
@@ -95,6 +102,7 @@ class DockerBackend(Backend):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         _configure_ryuk()
+        self._containers: dict[Role, Any] = {}
 
     @classmethod
     def unavailable(cls, config: Config) -> str | None:
@@ -136,7 +144,7 @@ class DockerBackend(Backend):
             "POSTGRES_PASSWORD": password,
             "POSTGRES_DB": "postgres",
         }
-        container, port = self._run(image, PG_PORT, env, ["postgres", *_PG_ARGS])
+        container, port = self._run("postgres", image, PG_PORT, env, ["postgres", *_PG_ARGS])
         conninfo = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2"
 
         def version() -> str | None:
@@ -158,7 +166,7 @@ class DockerBackend(Backend):
         password = secrets.token_urlsafe(18)
         image = images(self.ctx.config)[1]
         command = ["--requirepass", password, "--save", "", "--appendonly", "no"]
-        container, port = self._run(image, REDIS_PORT, {}, command)
+        container, port = self._run("redis", image, REDIS_PORT, {}, command)
         client = redis.Redis(
             host="127.0.0.1", port=port, password=password, socket_connect_timeout=2
         )
@@ -174,9 +182,67 @@ class DockerBackend(Backend):
         product, version = redis_identity(server)
         return ServerInfo(product, "127.0.0.1", port, "", password, "0", version, self.name)
 
+    def control_unavailable(self) -> str | None:
+        return None
+
+    def stop_server(self, role: Role) -> None:
+        wrapped = self._wrapped(role)
+        self._engine_call(role, "stop", wrapped.kill, signal=_FAULT_SIGNALS[role])
+        self._engine_call(role, "stop", wrapped.wait, timeout=STOP_TIMEOUT)
+
+    def start_server(self, role: Role) -> None:
+        wrapped = self._wrapped(role)
+        self._engine_call(role, "start", wrapped.start)
+        _await_status(wrapped, "running")
+
+    def pause_server(self, role: Role) -> None:
+        wrapped = self._wrapped(role)
+        self._engine_call(role, "pause", wrapped.pause)
+        _await_status(wrapped, "paused")
+
+    def resume_server(self, role: Role) -> None:
+        wrapped = self._wrapped(role)
+        self._engine_call(role, "resume", wrapped.unpause)
+        _await_status(wrapped, "running")
+
+    def _wrapped(self, role: Role) -> Any:
+        container = self._containers.get(role)
+        if container is None:
+            raise ControlError(f"{role} was not started by this worker: nothing to control")
+        return container.get_wrapped_container()
+
+    def _engine_call(self, role: Role, what: str, fn: Any, **kwargs: Any) -> None:
+        import docker.errors
+
+        try:
+            fn(**kwargs)
+        # requests' errors (a timed-out wait) are OSErrors.
+        except (docker.errors.DockerException, OSError) as exc:
+            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ControlError(f"could not {what} the {role} container: {line}") from None
+
     def _run(
-        self, image: str, port: int, env: dict[str, str], command: list[str]
+        self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
     ) -> tuple[Any, int]:
+        """Start on a host port chosen here: the engine would pick a new one at each restart."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            host_port = free_port()
+            container = self._container(image, env, command)
+            # Loopback only: nothing else on the network may reach a test server.
+            container.ports[f"{port}/tcp"] = ("127.0.0.1", host_port)
+            try:
+                container.start()
+            except Exception as exc:
+                _remove_unstarted(container)
+                if attempt < PORT_ATTEMPTS and any(t in str(exc) for t in _PORT_TAKEN):
+                    continue
+                raise StartupError(f"could not start {image}: {str(exc).splitlines()[0]}") from exc
+            self.ctx.reaper.track_container(container.get_container_id())
+            self._containers[role] = container
+            return container, host_port
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _container(self, image: str, env: dict[str, str], command: list[str]) -> Any:
         from testcontainers.core.container import DockerContainer
 
         container = (
@@ -190,14 +256,29 @@ class DockerBackend(Backend):
             )
         )
         container.with_envs(**env)
-        # Loopback only: nothing else on the network may reach a test server.
-        container.ports[f"{port}/tcp"] = ("127.0.0.1", None)  # type: ignore[assignment]
-        try:
-            container.start()
-        except Exception as exc:
-            raise StartupError(f"could not start {image}: {str(exc).splitlines()[0]}") from exc
-        self.ctx.reaper.track_container(container.get_container_id())
-        return container, int(container.get_exposed_port(port))
+        return container
+
+
+def _remove_unstarted(container: Any) -> None:
+    """Remove a container that was created but failed to start: the reaper never saw it."""
+    import docker.errors
+
+    wrapped = container.get_wrapped_container()
+    if wrapped is not None:
+        with suppress(docker.errors.DockerException):
+            wrapped.remove(force=True, v=True)
+
+
+def _await_status(wrapped: Any, status: str) -> None:
+    """Poll the engine until the container reports ``status``."""
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while True:
+        wrapped.reload()
+        if wrapped.status == status:
+            return
+        if time.monotonic() > deadline:
+            raise ControlError(f"container {wrapped.short_id} is {wrapped.status}, not {status}")
+        time.sleep(POLL_SECONDS / 5)
 
 
 def _poll(probe: Any, container: Any, image: str) -> Any:

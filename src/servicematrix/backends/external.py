@@ -168,6 +168,12 @@ class ExternalBackend(Backend):
             self.name,
         )
 
+    def control_unavailable(self) -> str | None:
+        return (
+            "the external backend's servers are not ours to stop; fault tests need "
+            "--servicematrix-backend=local or docker"
+        )
+
     def close(self) -> None:
         if not (self._pg_admin and self._pg_database):
             return

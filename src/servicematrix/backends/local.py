@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import secrets
 import shutil
 import signal
 import socket
+import subprocess
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from servicematrix import binaries
-from servicematrix.backends.base import Backend
+from servicematrix.backends.base import Backend, Role, WorkerContext
 from servicematrix.config import Config
-from servicematrix.errors import StartupError
+from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo
 from servicematrix.initdb import SUPERUSER, template_for
 from servicematrix.processes import free_port, give_to_server, spawn, wait_until
@@ -28,6 +33,10 @@ _PG_SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "50",
 }
+# How a test's stop() ends each server: Redis as in a crash, PostgreSQL as in an
+# operator's restart (fast shutdown: every session is ended, the data is kept).
+_FAULT_SIGNALS: dict[Role, int] = {"postgres": signal.SIGINT, "redis": signal.SIGKILL}
+STOP_TIMEOUT = 30.0
 
 
 def _wanted(config: Config) -> tuple[str, str]:
@@ -40,6 +49,10 @@ class LocalBackend(Backend):
     """Copies a cached cluster and starts ``postgres`` and ``redis-server`` per worker."""
 
     name = "local"
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        self._launches: dict[Role, _Launch] = {}
 
     @classmethod
     def unavailable(cls, config: Config) -> str | None:
@@ -82,6 +95,7 @@ class LocalBackend(Backend):
             log=log,
             what=f"PostgreSQL {install.version}",
             stop_signal=signal.SIGQUIT,
+            role="postgres",
         )
         # The cached cluster's password outlives runs; each worker gets its own.
         password = secrets.token_urlsafe(18)
@@ -128,6 +142,7 @@ class LocalBackend(Backend):
             log=self.ctx.workdir / "redis.log",
             what=f"{install.product} {install.version}",
             stop_signal=signal.SIGTERM,
+            role="redis",
         )
         return ServerInfo(
             install.product,
@@ -140,6 +155,61 @@ class LocalBackend(Backend):
             self.name,
         )
 
+    def control_unavailable(self) -> str | None:
+        return None
+
+    def stop_server(self, role: Role) -> None:
+        launch = self._launch(role, running=True)
+        launch.proc.send_signal(_FAULT_SIGNALS[role])
+        try:
+            launch.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ControlError(f"{launch.what} did not stop within {STOP_TIMEOUT:.0f} s") from None
+
+    def start_server(self, role: Role) -> None:
+        launch = self._launch(role, running=False)
+        proc = spawn(launch.argv, launch.log)
+        self.ctx.reaper.track_process(proc, launch.stop_signal)
+        launch.proc = proc
+        try:
+            wait_until(functools.partial(launch.ready, launch.port), proc, launch.log, launch.what)
+        except StartupError as exc:
+            raise ControlError(
+                f"{launch.what} did not start again on port {launch.port}: {exc}"
+            ) from None
+
+    def pause_server(self, role: Role) -> None:
+        self._signal_family(role, signal.SIGSTOP, wanted="T")
+
+    def resume_server(self, role: Role) -> None:
+        self._signal_family(role, signal.SIGCONT, wanted="RSD")
+
+    def _launch(self, role: Role, *, running: bool) -> _Launch:
+        launch = self._launches.get(role)
+        if launch is None:
+            raise ControlError(f"{role} was not started by this worker: nothing to control")
+        if (launch.proc.poll() is None) != running:
+            state = "already running" if launch.proc.returncode is None else "stopped"
+            raise ControlError(
+                f"{launch.what} is {state}: start() a stopped server, stop() a running one"
+            )
+        return launch
+
+    def _signal_family(self, role: Role, sig: int, wanted: str) -> None:
+        launch = self._launch(role, running=True)
+        # The server first, so it forks no child after the list is read; the children
+        # too, because a PostgreSQL backend serves its session on its own (and runs in a
+        # session of its own, so the process group would not reach it).
+        os.kill(launch.proc.pid, sig)
+        for child in _children(launch.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _process_state(launch.proc.pid) not in wanted:
+            if time.monotonic() > deadline:
+                raise ControlError(f"{launch.what} did not take signal {sig} in time")
+            time.sleep(0.005)
+
     def _serve(
         self,
         argv: Callable[[int], Sequence[str | Path]],
@@ -148,6 +218,7 @@ class LocalBackend(Backend):
         log: Path,
         what: str,
         stop_signal: int,
+        role: Role,
     ) -> int:
         """Start on a free port, retrying when another process takes the port first."""
         for _ in range(PORT_ATTEMPTS):
@@ -160,6 +231,7 @@ class LocalBackend(Backend):
                 if proc.returncode is not None and "in use" in log.read_text(errors="replace"):
                     continue
                 raise
+            self._launches[role] = _Launch(argv(port), port, ready, log, what, stop_signal, proc)
             return port
         raise StartupError(f"{what} could not bind a free port after {PORT_ATTEMPTS} attempts")
 
@@ -180,6 +252,38 @@ def _set_password(port: int, current: str, new: str) -> None:
         conn.execute(
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(new))
         )
+
+
+@dataclass
+class _Launch:
+    """How a server was started, so a test can start it again the same way."""
+
+    argv: Sequence[str | Path]
+    port: int
+    ready: Callable[[int], bool]
+    log: Path
+    what: str
+    stop_signal: int
+    proc: subprocess.Popen[bytes]
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _process_state(pid: int) -> str:
+    """The one-letter state in /proc/PID/stat: R, S, D, T (stopped), Z; X when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "X"
+    return stat.rpartition(")")[2].split()[0]
 
 
 def _pg_ready(datadir: Path) -> bool:
