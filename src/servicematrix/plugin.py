@@ -12,6 +12,7 @@ import pytest_asyncio
 from servicematrix.backends import select_backend
 from servicematrix.config import SETTINGS, Config
 from servicematrix.errors import ServiceMatrixError
+from servicematrix.faults import ServerControl
 from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker, new_run_id
 from servicematrix.report import RunState, summary_lines, write_report
@@ -173,23 +174,27 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def sync_engine(pg_server: ServerInfo, servicematrix_db_setup: None) -> Iterator[Engine]:
+def sync_engine(
+    pg_server: ServerInfo, servicematrix_db_setup: None, servicematrix_worker: Worker
+) -> Iterator[Engine]:
     """A psycopg engine on this worker's database."""
     from sqlalchemy import create_engine
 
     engine = create_engine(pg_server.url("postgresql+psycopg"))
+    servicematrix_worker.control().follow(engine)
     yield engine
     engine.dispose()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def async_engine(
-    pg_server: ServerInfo, servicematrix_db_setup: None
+    pg_server: ServerInfo, servicematrix_db_setup: None, servicematrix_worker: Worker
 ) -> AsyncIterator[AsyncEngine]:
     """An asyncpg engine on this worker's database."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
     engine = create_async_engine(pg_server.url("postgresql+asyncpg"))
+    servicematrix_worker.control().follow(engine)
     yield engine
     await engine.dispose()
 
@@ -248,8 +253,12 @@ def _sync_redis_client(redis_server: ServerInfo) -> Iterator[redis.Redis]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def _async_redis_client(redis_server: ServerInfo) -> AsyncIterator[redis.asyncio.Redis]:
     import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
-    client = redis.asyncio.Redis.from_url(redis_server.url())
+    # redis.asyncio sends on a pooled connection without noticing that a restart killed
+    # it; one retry, on a fresh connection, costs nothing otherwise.
+    client = redis.asyncio.Redis.from_url(redis_server.url(), retry=Retry(NoBackoff(), 1))
     yield client
     await client.aclose()
 
@@ -274,3 +283,21 @@ async def async_redis(
 def redis_client(driver: str, request: pytest.FixtureRequest) -> Any:
     """The Redis client of the test's driver, flushed after the test."""
     return request.getfixturevalue(f"{driver}_redis")
+
+
+@pytest.fixture
+def servicematrix_servers(
+    servicematrix_worker: Worker, pg_server: ServerInfo, redis_server: ServerInfo
+) -> Iterator[ServerControl]:
+    """This worker's own servers, to stop, start, restart, pause and resume for real.
+
+    Skips where the servers are not ours to stop (the external backend). Whatever
+    the test leaves stopped or paused is brought back after it.
+    """
+    control = servicematrix_worker.control()
+    if control.unavailable:
+        pytest.skip(f"servicematrix: {control.unavailable}")
+    try:
+        yield control
+    finally:
+        control.recover()
