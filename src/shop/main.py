@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from shop import cache, db
-from shop.api import router
+from shop.api import outages, router
 from shop.config import Settings
 
 
@@ -38,4 +38,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="shop", lifespan=lifespan)
     app.state.settings = settings or Settings()
     app.include_router(router)
+    outages.install(app)
     return app
