@@ -7,7 +7,7 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
+from contextlib import ExitStack, closing, suppress
 from pathlib import Path
 
 import psycopg
@@ -136,8 +136,14 @@ def listening(net: Path, inodes: set[str] | None = None, ports: set[int] | None 
 
 
 def socket_inodes(pid: int) -> set[str]:
-    links = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
-    return {link[8:-1] for link in links if link.startswith("socket:[")}
+    """Inodes of ``pid``'s sockets; a descriptor closed while we look is skipped."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    return inodes
 
 
 def server_pids(worker: Worker) -> list[int]:
