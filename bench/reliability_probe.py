@@ -165,7 +165,7 @@ def owners(server_port: int, client_ports: Sequence[int | None]) -> set[int]:
 
 def fd_links(proc: Path) -> set[str]:
     """What ``proc``'s open file descriptors point at; fds closed meanwhile are skipped."""
-    links = set()
+    links: set[str] = set()
     try:
         fds = list((proc / "fd").iterdir())
     except OSError:
