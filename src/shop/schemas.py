@@ -4,7 +4,18 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
+from annotated_types import Ge, Le
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
+
+from shop.columns import (
+    DESCRIPTION_LENGTH,
+    EMAIL_LENGTH,
+    MAX_ID,
+    MAX_MONEY,
+    MONEY_PLACES,
+    NAME_LENGTH,
+    storable_text,
+)
 
 
 def check_email(value: str) -> str:
@@ -16,12 +27,26 @@ def check_email(value: str) -> str:
     return value
 
 
-Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(check_email)]
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=EMAIL_LENGTH),
+    AfterValidator(check_email),
+    AfterValidator(storable_text),
+]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_LENGTH), AfterValidator(storable_text)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_LENGTH), AfterValidator(storable_text)]
+# Plain constraints rather than Field(), so path parameters take them too.
+Id = Annotated[int, Ge(1), Le(MAX_ID)]
 # Decimal in Python for exact sums, a JSON number on the wire (10.99, not "10.99").
 Money = Annotated[
     Decimal,
-    Field(ge=0, max_digits=10, decimal_places=2),
+    Field(ge=0, le=MAX_MONEY, decimal_places=MONEY_PLACES),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+# A sum of amounts: as exact, but without the one column's upper bound.
+Total = Annotated[
+    Decimal,
+    Field(ge=0, decimal_places=MONEY_PLACES),
     PlainSerializer(float, return_type=float, when_used="json"),
 ]
 
@@ -53,7 +78,7 @@ class ItemCreate(BaseModel):
     """Body of POST /items/."""
 
     name: Name
-    description: str = ""
+    description: Description = ""
     price: Money
 
 
@@ -61,7 +86,7 @@ class ItemUpdate(BaseModel):
     """Body of PUT /items/{id}: fields left out (or null) keep their value."""
 
     name: Name | None = None
-    description: str | None = None
+    description: Description | None = None
     price: Money | None = None
 
 
@@ -79,7 +104,7 @@ class ItemOut(BaseModel):
 class OrderCreate(BaseModel):
     """Body of POST /api/orders."""
 
-    user_id: int
+    user_id: Id
     total: Money
 
 
@@ -99,13 +124,13 @@ class UserTotal(BaseModel):
     """Sum of one user's orders."""
 
     user_id: int
-    total: Money
+    total: Total
 
 
 class CartLineIn(BaseModel):
     """One line of PUT /api/users/{user_id}/cart."""
 
-    item_id: int
+    item_id: Id
     quantity: int = Field(ge=1, le=99)
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, status
 from shop.api.deps import AppSettings, Cache, DbSession, Items, Orders, Users
 from shop.api.driver import call
 from shop.api.orders import place_order, require_user
-from shop.schemas import Cart, CartIn, CartLine, OrderOut
+from shop.schemas import Cart, CartIn, CartLine, Id, OrderOut
 
 router = APIRouter(prefix="/api/users/{user_id}/cart", tags=["cart"])
 
@@ -31,7 +31,7 @@ def no_cart(user_id: int) -> HTTPException:
 
 @router.put("")
 async def put_cart(
-    user_id: int, data: CartIn, *, users: Users, items: Items, cache: Cache, settings: AppSettings
+    user_id: Id, data: CartIn, *, users: Users, items: Items, cache: Cache, settings: AppSettings
 ) -> Cart:
     """Replace the cart, pricing each line now; 404 for an unknown user or item."""
     await require_user(users, user_id)
@@ -58,7 +58,7 @@ async def put_cart(
 
 
 @router.get("")
-async def read_cart(user_id: int, cache: Cache, settings: AppSettings) -> Cart:
+async def read_cart(user_id: Id, cache: Cache, settings: AppSettings) -> Cart:
     """Return the cart and keep it another ``cart_ttl`` seconds; 404 without one."""
     cached = await call(cache.refresh, cart_key(user_id), settings.cart_ttl)
     if cached is None:
@@ -67,7 +67,7 @@ async def read_cart(user_id: int, cache: Cache, settings: AppSettings) -> Cart:
 
 
 @router.post("/checkout", status_code=status.HTTP_201_CREATED)
-async def checkout(user_id: int, orders: Orders, session: DbSession, cache: Cache) -> OrderOut:
+async def checkout(user_id: Id, orders: Orders, session: DbSession, cache: Cache) -> OrderOut:
     """Order what the cart holds, at its prices; the cart is taken, so a second try is 404."""
     # Taken before the order is written: two checkouts at once cannot both order it.
     cached = await call(cache.take, cart_key(user_id))

@@ -7,7 +7,7 @@ from pydantic import TypeAdapter
 
 from shop.api.deps import Cache, DbSession, Items
 from shop.api.driver import call
-from shop.schemas import ItemCreate, ItemOut, ItemUpdate
+from shop.schemas import Id, ItemCreate, ItemOut, ItemUpdate
 
 ITEMS_CACHE_KEY = "all_items_cache"
 ItemList = TypeAdapter(list[ItemOut])
@@ -56,7 +56,7 @@ async def create_item(data: ItemCreate, items: Items, session: DbSession, cache:
 
 @router.put("/{item_id}")
 async def update_item(
-    item_id: int, data: ItemUpdate, items: Items, session: DbSession, cache: Cache
+    item_id: Id, data: ItemUpdate, items: Items, session: DbSession, cache: Cache
 ) -> ItemOut:
     """Change the fields sent; 404 for an unknown item."""
     item = await call(
@@ -71,7 +71,7 @@ async def update_item(
 
 @router.delete("/{item_id}")
 async def delete_item(
-    item_id: int, items: Items, session: DbSession, cache: Cache
+    item_id: Id, items: Items, session: DbSession, cache: Cache
 ) -> dict[str, str]:
     """Remove an item; 404 for an unknown item."""
     if not await call(items.delete, item_id):

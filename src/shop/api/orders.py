@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from shop.api.deps import AppSettings, Cache, DbSession, Orders, OrderTotals, Users
 from shop.api.driver import call
 from shop.api.facts import ORDERS_TOTAL, user_facts
-from shop.schemas import OrderCreate, OrderOut, UserTotal
+from shop.schemas import Id, OrderCreate, OrderOut, UserTotal
 
 router = APIRouter(prefix="/api", tags=["orders"])
 
@@ -50,7 +50,7 @@ async def read_order(reference: UUID, orders: Orders) -> OrderOut:
 
 @router.get("/users/{user_id}/orders/total")
 async def user_total(
-    user_id: int, totals: OrderTotals, users: Users, cache: Cache, settings: AppSettings
+    user_id: Id, totals: OrderTotals, users: Users, cache: Cache, settings: AppSettings
 ) -> UserTotal:
     """Sum of the user's orders (0 without any), cached per user; 404 for an unknown user."""
     cached = await call(cache.get_fact, user_facts(user_id), ORDERS_TOTAL)

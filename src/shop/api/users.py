@@ -8,7 +8,7 @@ from shop.api.deps import AppSettings, Cache, DbSession, Users
 from shop.api.driver import call
 from shop.api.facts import PROFILE, user_facts
 from shop.repositories import DuplicateEmailError
-from shop.schemas import Email, UserCreate, UserOut, UserPut
+from shop.schemas import Email, Id, UserCreate, UserOut, UserPut
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -45,7 +45,7 @@ async def put_user(
 
 
 @router.get("/{user_id}")
-async def read_user(user_id: int, users: Users, cache: Cache, settings: AppSettings) -> UserOut:
+async def read_user(user_id: Id, users: Users, cache: Cache, settings: AppSettings) -> UserOut:
     """Return one user, from the cache when it holds the profile, or 404."""
     cached = await call(cache.get_fact, user_facts(user_id), PROFILE)
     if cached is not None:
