@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from shop import cache, db
-from shop.api import outages, router
+from shop.api import errors, outages, router
 from shop.config import Settings
 
 
@@ -39,4 +39,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or Settings()
     app.include_router(router)
     outages.install(app)
+    errors.install(app)
     return app
