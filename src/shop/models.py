@@ -25,12 +25,15 @@ class Base(DeclarativeBase):
 
 
 class User(Base):
-    """A customer, identified by a unique email."""
+    """A customer, identified by an email unique up to case."""
 
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    email: Mapped[str] = mapped_column(String(254))  # as the user gave it
+    # shop.columns.email_key(email), made in Python: PostgreSQL's lower() depends on the
+    # server's locale, so a unique index on it would not mean the same on every server.
+    email_key: Mapped[str] = mapped_column(Text, unique=True)
     name: Mapped[str] = mapped_column(String(100))
 
 

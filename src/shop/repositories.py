@@ -1,6 +1,8 @@
 """Data access: thin sync and async executors over the statements in ``shop.queries``.
 
-Repositories flush, never commit: the caller owns the transaction.
+Repositories flush, never commit: the caller owns the transaction. Arguments
+the columns cannot hold raise ``shop.columns.InvalidValueError`` before any
+statement is sent (see ``shop.queries``).
 """
 
 from collections.abc import Sequence
@@ -17,10 +19,12 @@ from shop.pg_capabilities import async_pg_server, pg_server
 
 
 class DuplicateEmailError(Exception):
-    """A user with this email already exists."""
+    """A user with this email, compared ignoring case, already exists."""
 
     def __init__(self, email: str) -> None:
-        super().__init__(f"A user with email {email!r} already exists; use another email.")
+        super().__init__(
+            f"A user with email {email!r} (ignoring case) already exists; use another email."
+        )
         self.email = email
 
 
