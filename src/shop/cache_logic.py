@@ -29,6 +29,8 @@ from shop.redis_capabilities import Operation, RedisServer, describe
 log = logging.getLogger(__name__)
 
 SCAN_BATCH = 500
+# Long enough for any cache; short enough for every server's EX and HEXPIRE.
+MAX_TTL = 2**31 - 1
 
 _detected: weakref.WeakKeyDictionary[Any, RedisServer] = weakref.WeakKeyDictionary()
 
@@ -39,6 +41,37 @@ class Target(NamedTuple):
     kind: str  # "key", "pattern" or "fact"
     name: str  # the key, the glob pattern, or the name the fact is filed under
     fact: str = ""
+
+
+class CacheInputError(ValueError):
+    """A key, TTL or value the cache cannot take."""
+
+
+def encodable(what: str, name: str) -> str:
+    """``name`` if it has a UTF-8 encoding, as redis-py needs to send it."""
+    try:
+        name.encode()
+    except UnicodeEncodeError as exc:
+        raise CacheInputError(
+            f"cache {what} holds U+{ord(name[exc.start]):04X} at index {exc.start}, a lone"
+            " surrogate with no UTF-8 encoding; remove it"
+        ) from None
+    return name
+
+
+def checked_ttl(ttl: int) -> int:
+    """``ttl`` if Redis takes it as a lifetime in seconds."""
+    if not 1 <= ttl <= MAX_TTL:
+        raise CacheInputError(f"cache TTL is {ttl} s; give 1 to {MAX_TTL} s")
+    return ttl
+
+
+def encoded(value: Any) -> str:
+    """``value`` as strict JSON, which reads back equal; NaN and infinities have none."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CacheInputError(f"cache value is not JSON: {exc}; store JSON values only") from None
 
 
 def decoded(raw: Any) -> Any:
@@ -69,44 +102,62 @@ class CacheLogic:
         yield ("PING",)
         return (yield from self.server_op())
 
+    # Each operation checks its input before its first step: a refused call sends
+    # nothing and records nothing, so no bad key can stay pending and fail every later call.
+
     def get_op(self, key: str) -> Operation[Any]:
         """GET and decode, once nothing is pending."""
+        encodable("key", key)
         yield from self.settle_op()
         return decoded((yield ("GET", key)))
 
     def set_op(self, key: str, value: Any, ttl: int) -> Operation[bool]:
         """SET as JSON with a TTL, once nothing is pending."""
+        raw = encoded(value)
+        encodable("key", key)
+        checked_ttl(ttl)
         yield from self.settle_op()
-        yield ("SET", key, json.dumps(value), "EX", ttl)
+        yield ("SET", key, raw, "EX", ttl)
         return True
 
     def refresh_op(self, key: str, ttl: int) -> Operation[Any]:
         """GET and decode, resetting the key's TTL, once nothing is pending."""
+        encodable("key", key)
+        checked_ttl(ttl)
         yield from self.settle_op()
         server = yield from self.server_op()
         return decoded((yield from server.refresh(key, ttl)))
 
     def take_op(self, key: str) -> Operation[Any]:
         """GET, decode and delete at once, so one caller only gets it, once nothing is pending."""
+        encodable("key", key)
         yield from self.settle_op()
         server = yield from self.server_op()
         return decoded((yield from server.take(key)))
 
     def get_fact_op(self, name: str, fact: str) -> Operation[Any]:
         """One fact filed under ``name``, decoded, once nothing is pending."""
+        encodable("name", name)
+        encodable("fact", fact)
         yield from self.settle_op()
         server = yield from self.server_op()
         return decoded((yield from server.facts.get(name, fact)))
 
     def set_fact_op(self, name: str, fact: str, value: Any, ttl: int) -> Operation[bool]:
         """File one fact under ``name`` as JSON with its own TTL, once nothing is pending."""
+        raw = encoded(value)
+        encodable("name", name)
+        encodable("fact", fact)
+        checked_ttl(ttl)
         yield from self.settle_op()
         server = yield from self.server_op()
-        yield from server.facts.set(name, fact, json.dumps(value), ttl)
+        yield from server.facts.set(name, fact, raw, ttl)
         return True
 
     def invalidate_op(self, target: Target) -> Operation[bool]:
         """Record the invalidation as pending, then try everything pending."""
+        encodable("name" if target.kind == "fact" else target.kind, target.name)
+        encodable("fact", target.fact)
         with self.lock:
             self.pending[target] = object()
         yield from self.settle_op()
