@@ -1,0 +1,85 @@
+"""Hypothesis strategies for the property tests, and the rules they are checked against.
+
+The rules (``storable``, ``encodable``, ``exact_amount``) say what PostgreSQL
+and Redis keep as given. They are written here, from what the servers accept,
+rather than imported from ``shop.columns`` (only its limits are), so a wrong
+check there fails a property instead of agreeing with itself.
+"""
+
+from decimal import Decimal
+from typing import TypeVar
+
+from hypothesis import strategies as st
+
+from shop.cache_logic import MAX_TTL
+from shop.columns import MAX_ID, MAX_MONEY
+
+T = TypeVar("T")
+CLEAN_CHAR = st.characters(codec="utf-8", exclude_characters="\x00")
+UNSTORABLE = st.sampled_from("\x00\ud800\udbff\udc00\udfff")
+SURROGATES = range(0xD800, 0xE000)
+NUL, LONE_SURROGATE = "a\x00b", "a\ud800b"
+
+
+def mix(*kinds: st.SearchStrategy[T]) -> st.SearchStrategy[T]:
+    """Each kind equally often; unlike one_of, a kind listed twice is drawn twice as often."""
+    return st.sampled_from(kinds).flatmap(lambda kind: kind)
+
+
+def tainted(text: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Texts with a NUL or a lone surrogate put in somewhere."""
+    parts = st.tuples(text, UNSTORABLE, st.integers(0, 12))
+    return parts.map(lambda p: p[0][: p[2]] + p[1] + p[0][p[2] :])
+
+
+def texts(limit: int | None = None) -> st.SearchStrategy[str]:
+    """Short texts, three in four storable and one tainted; and texts around ``limit`` long."""
+    clean = st.text(CLEAN_CHAR, min_size=1, max_size=12)
+    kinds = [clean, clean, clean, tainted(clean)]
+    if limit is not None:
+        sizes = st.integers(limit - 1, limit + 1)
+        kinds.append(sizes.flatmap(lambda n: st.text(CLEAN_CHAR, min_size=n, max_size=n)))
+    return mix(*kinds)
+
+
+def storable(text: str, limit: int, shortest: int = 1) -> bool:
+    """Whether PostgreSQL keeps ``text`` as given in a column of ``limit`` characters."""
+    return shortest <= len(text) <= limit and not any(
+        c == "\x00" or ord(c) in SURROGATES for c in text
+    )
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 encoding (no lone surrogate)."""
+    return not any(ord(c) in SURROGATES for c in text)
+
+
+def exact_amount(amount: Decimal) -> bool:
+    """Whether numeric(10, 2) keeps ``amount`` as given: 0 to MAX_MONEY, whole cents."""
+    return amount.is_finite() and 0 <= amount <= MAX_MONEY and (amount * 100) % 1 == 0
+
+
+EXACT_AMOUNTS = st.decimals(min_value=0, max_value=MAX_MONEY, places=2)
+AMOUNTS = mix(
+    EXACT_AMOUNTS,
+    EXACT_AMOUNTS,
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.decimals(min_value=-1, max_value=MAX_MONEY + 1, places=2),
+    st.decimals(min_value=0, max_value=10, places=3),
+)
+# Prices as JSON number literals: Python's parser, and so FastAPI's, also reads NaN and
+# Infinity, and takes 1e400 for infinity.
+ODD_NUMBERS = st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "1.005", "-0.01", "1e8"])
+PRICE_LITERALS = mix(*[EXACT_AMOUNTS.map(str)] * 3, ODD_NUMBERS)
+IDS = mix(st.integers(1, MAX_ID), st.integers(), st.sampled_from([0, MAX_ID + 1, -(2**31), 2**63]))
+TTLS = mix(st.integers(1, 3600), st.integers(1, MAX_TTL), st.integers(-9, MAX_TTL + 9))
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | texts(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts(), inner, max_size=4),
+    max_leaves=8,
+)
+NOT_JSON = st.sampled_from([float("nan"), float("inf"), [float("-inf")], Decimal(1), {1, 2}, b""])
