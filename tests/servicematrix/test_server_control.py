@@ -237,7 +237,9 @@ async def test_later_tests_use_the_same_engines_and_clients(db_session, redis_cl
 
 def test_fixture_recovers_and_later_tests_in_the_worker_pass(inner: pytest.Pytester) -> None:
     inner.makepyfile(FIXTURE_USE)
-    result = inner.runpytest("-p", "no:randomly", "--servicematrix-backend=local")
+    # A subprocess: an in-process run would import asyncpg anew after an earlier
+    # in-process run dropped it, and a C extension imported twice can crash.
+    result = inner.runpytest_subprocess("-p", "no:randomly", "--servicematrix-backend=local")
     result.assert_outcomes(passed=3)
 
 
