@@ -1,9 +1,7 @@
-"""Hypothesis properties of the repositories, the cache and the item API, under both drivers.
+"""Hypothesis properties of the repositories and the API, under both drivers.
 
 What the columns can hold is stored and reads back equal; anything else is
 refused with ``InvalidValueError`` (a 422 over HTTP) and leaves nothing behind.
-The cache gives back exactly the JSON it was given, and refuses what it cannot
-hold before it sends or records anything.
 
 Each example starts clean: a session of its own, rolled back when the example
 ends (``servicematrix.isolation``), and a fresh cache on a Redis database
@@ -12,23 +10,28 @@ engine and Redis client) carry no state from one example to the next, which is
 why ``HealthCheck.function_scoped_fixture`` is suppressed.
 """
 
-import collections
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
 from servicematrix import isolation
-from shop.cache_logic import MAX_TTL, CacheInputError
-from shop.columns import DESCRIPTION_LENGTH, EMAIL_LENGTH, MAX_ID, NAME_LENGTH, InvalidValueError
+from shop.columns import (
+    DESCRIPTION_LENGTH,
+    EMAIL_LENGTH,
+    MAX_ID,
+    MAX_MONEY,
+    NAME_LENGTH,
+    InvalidValueError,
+)
 from shop.config import Settings
 from shop.models import Base, Order, User
 from shop.repositories import (
@@ -42,40 +45,25 @@ from shop.repositories import (
 )
 
 from .conftest import for_session
-from .strategies import (
+from .properties import (
     AMOUNTS,
     CLEAN_CHAR,
+    EXACT_AMOUNTS,
     IDS,
-    JSON_VALUES,
     LONE_SURROGATE,
-    NOT_JSON,
     NUL,
     PRICE_LITERALS,
-    TTLS,
-    encodable,
+    PROPERTIES,
+    Examples,
     exact_amount,
+    examples,
+    fresh_cache,
     storable,
     texts,
 )
-from .support import build_app, cache_for, http_client, on_sync_session, resolve
+from .support import build_app, http_client, on_sync_session, resolve
 
-EXAMPLES = 30
-PROPERTIES = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,  # nothing written into the checkout; a failure prints its example
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-Examples = collections.Counter[str]
-
-
-@pytest.fixture
-def examples(record_property: Callable[[str, object], None]) -> Iterator[Examples]:
-    """Counts of examples run and refused, recorded in the JUnit XML."""
-    counts: Examples = collections.Counter()
-    yield counts
-    record_property("examples", counts["run"])
-    record_property("refused", counts["refused"])
+__all__ = ["examples"]  # a fixture
 
 
 @asynccontextmanager
@@ -87,15 +75,6 @@ async def example_session(engine: Engine | AsyncEngine) -> AsyncIterator[Session
     else:
         with isolation.rollback_session(engine) as session:
             yield session
-
-
-@asynccontextmanager
-async def fresh_cache(redis_client: Any) -> AsyncIterator[Any]:
-    """A new cache on the test's Redis database, emptied when the example ends."""
-    try:
-        yield cache_for(redis_client)
-    finally:
-        await resolve(redis_client.flushdb())
 
 
 async def rows(session: Session | AsyncSession, table: type[Base]) -> int:
@@ -251,71 +230,6 @@ async def test_ids_out_of_range_are_refused(
 
 
 @PROPERTIES
-@given(key=texts(), value=JSON_VALUES, ttl=TTLS)
-@example(key=LONE_SURROGATE, value=1, ttl=60).via("a bad key stayed pending forever")
-@example(key="k", value=1, ttl=0)
-async def test_cache_round_trip_is_exact_or_refused(
-    redis_client: Any, examples: Examples, key: str, value: Any, ttl: int
-) -> None:
-    examples["run"] += 1
-    async with fresh_cache(redis_client) as cache:
-        if encodable(key) and 1 <= ttl <= MAX_TTL:
-            assert await resolve(cache.set(key, value, ttl)) is True
-            # repr tells 1 from 1.0 and -0.0 from 0.0: exact, not merely equal
-            assert repr(await resolve(cache.get(key))) == repr(value)
-            assert repr(await resolve(cache.refresh(key, ttl))) == repr(value)
-            assert repr(await resolve(cache.take(key))) == repr(value)
-            assert await resolve(cache.delete(key)) is True
-        else:
-            examples["refused"] += 1
-            with pytest.raises(CacheInputError):
-                await resolve(cache.set(key, value, ttl))
-            if not encodable(key):
-                with pytest.raises(CacheInputError, match="surrogate"):
-                    await resolve(cache.delete(key))
-        assert await resolve(cache.get(key if encodable(key) else "k")) is None
-        assert not cache.logic.pending
-        assert await resolve(redis_client.dbsize()) == 0
-
-
-@PROPERTIES
-@given(value=NOT_JSON | st.lists(NOT_JSON, min_size=1).map(lambda v: {"nested": v}))
-async def test_cache_refuses_what_json_cannot_hold(
-    redis_client: Any, examples: Examples, value: Any
-) -> None:
-    examples["run"] += 1
-    examples["refused"] += 1
-    async with fresh_cache(redis_client) as cache:
-        with pytest.raises(CacheInputError, match="not JSON"):
-            await resolve(cache.set("key", value, 60))
-        with pytest.raises(CacheInputError, match="not JSON"):
-            await resolve(cache.set_fact("name", "fact", value, 60))
-        assert await resolve(redis_client.dbsize()) == 0
-
-
-@PROPERTIES
-@given(name=texts(), fact=texts(), value=JSON_VALUES)
-async def test_fact_round_trip_is_exact_or_refused(
-    redis_client: Any, examples: Examples, name: str, fact: str, value: Any
-) -> None:
-    examples["run"] += 1
-    async with fresh_cache(redis_client) as cache:
-        if encodable(name) and encodable(fact):
-            assert await resolve(cache.set_fact(name, fact, value, 60)) is True
-            assert repr(await resolve(cache.get_fact(name, fact))) == repr(value)
-            assert await resolve(cache.forget_fact(name, fact)) is True
-            assert await resolve(cache.get_fact(name, fact)) is None
-        else:
-            examples["refused"] += 1
-            with pytest.raises(CacheInputError, match="surrogate"):
-                await resolve(cache.set_fact(name, fact, value, 60))
-            with pytest.raises(CacheInputError, match="surrogate"):
-                await resolve(cache.forget_fact(name, fact))
-        assert not cache.logic.pending
-        assert await resolve(redis_client.dbsize()) == 0
-
-
-@PROPERTIES
 @given(name=texts(NAME_LENGTH), description=texts(), price=PRICE_LITERALS)
 @example(name="n", description=NUL, price="1").via("NUL")
 @example(name=LONE_SURROGATE, description="", price="1").via("a lone surrogate in the 422")
@@ -359,3 +273,29 @@ async def test_api_stores_an_item_exactly_or_answers_422(
         assert fields
         assert fields <= {"name", "description", "price"}
         assert after == before
+
+
+@PROPERTIES
+@given(totals=st.lists(EXACT_AMOUNTS, max_size=3))
+@example(totals=[MAX_MONEY, MAX_MONEY]).via("a sum past numeric(10, 2) failed its response")
+async def test_api_total_is_the_exact_sum_of_the_orders(
+    settings: Settings,
+    db_engine: Engine | AsyncEngine,
+    redis_client: Any,
+    examples: Examples,
+    totals: list[Decimal],
+) -> None:
+    examples["run"] += 1
+    user = {"email": "buyer@example.com", "name": "buyer"}
+    async with (
+        example_session(db_engine) as session,
+        fresh_cache(redis_client) as cache,
+        http_client(build_app(settings, session, cache)) as client,
+    ):
+        user_id = (await client.post("/api/users", json=user)).json()["id"]
+        for total in totals:
+            order = {"user_id": user_id, "total": float(total)}
+            assert (await client.post("/api/orders", json=order)).status_code == 201
+        answered = await client.get(f"/api/users/{user_id}/orders/total")
+    assert answered.status_code == 200, answered.text
+    assert Decimal(repr(answered.json()["total"])) == sum(totals, Decimal(0))

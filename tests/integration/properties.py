@@ -1,4 +1,4 @@
-"""Hypothesis strategies for the property tests, and the rules they are checked against.
+"""What the property tests share: settings, strategies, the rules checked, and fixtures.
 
 The rules (``storable``, ``encodable``, ``exact_amount``) say what PostgreSQL
 and Redis keep as given. They are written here, from what the servers accept,
@@ -6,15 +6,31 @@ rather than imported from ``shop.columns`` (only its limits are), so a wrong
 check there fails a property instead of agreeing with itself.
 """
 
+import collections
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import pytest
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from shop.cache_logic import MAX_TTL
 from shop.columns import MAX_ID, MAX_MONEY
 
+from .support import cache_for, resolve
+
 T = TypeVar("T")
+EXAMPLES = 30
+PROPERTIES = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,  # nothing written into the checkout; a failure prints its example
+    # Each example builds its own state (see the test modules); no fixture carries any over.
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+Examples = collections.Counter[str]
 CLEAN_CHAR = st.characters(codec="utf-8", exclude_characters="\x00")
 UNSTORABLE = st.sampled_from("\x00\ud800\udbff\udc00\udfff")
 SURROGATES = range(0xD800, 0xE000)
@@ -83,3 +99,21 @@ JSON_VALUES = st.recursive(
     max_leaves=8,
 )
 NOT_JSON = st.sampled_from([float("nan"), float("inf"), [float("-inf")], Decimal(1), {1, 2}, b""])
+
+
+@pytest.fixture
+def examples(record_property: Callable[[str, object], None]) -> Iterator[Examples]:
+    """Counts of examples run and refused, recorded in the JUnit XML."""
+    counts: Examples = collections.Counter()
+    yield counts
+    record_property("examples", counts["run"])
+    record_property("refused", counts["refused"])
+
+
+@asynccontextmanager
+async def fresh_cache(redis_client: Any) -> AsyncIterator[Any]:
+    """A new cache on the test's Redis database, emptied when the example ends."""
+    try:
+        yield cache_for(redis_client)
+    finally:
+        await resolve(redis_client.flushdb())
