@@ -30,6 +30,8 @@ PROPERTIES = settings(
     # Each example builds its own state (see the test modules); no fixture carries any over.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+# Through the API an example costs several requests: half as many examples.
+API_PROPERTIES = settings(PROPERTIES, max_examples=EXAMPLES // 2)
 Examples = collections.Counter[str]
 CLEAN_CHAR = st.characters(codec="utf-8", exclude_characters="\x00")
 UNSTORABLE = st.sampled_from("\x00\ud800\udbff\udc00\udfff")

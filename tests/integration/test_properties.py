@@ -47,6 +47,7 @@ from shop.repositories import (
 from .conftest import for_session
 from .properties import (
     AMOUNTS,
+    API_PROPERTIES,
     CLEAN_CHAR,
     EXACT_AMOUNTS,
     IDS,
@@ -229,7 +230,7 @@ async def test_ids_out_of_range_are_refused(
         assert await rows(session, Order) == before  # and the session is still usable
 
 
-@PROPERTIES
+@API_PROPERTIES
 @given(name=texts(NAME_LENGTH), description=texts(), price=PRICE_LITERALS)
 @example(name="n", description=NUL, price="1").via("NUL")
 @example(name=LONE_SURROGATE, description="", price="1").via("a lone surrogate in the 422")
@@ -275,7 +276,7 @@ async def test_api_stores_an_item_exactly_or_answers_422(
         assert after == before
 
 
-@PROPERTIES
+@API_PROPERTIES
 @given(totals=st.lists(EXACT_AMOUNTS, max_size=3))
 @example(totals=[MAX_MONEY, MAX_MONEY]).via("a sum past numeric(10, 2) failed its response")
 async def test_api_total_is_the_exact_sum_of_the_orders(

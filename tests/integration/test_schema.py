@@ -54,8 +54,8 @@ from . import support
 from .support import Json, create_item, create_user, serve
 
 # Generated requests per operation and mode. Of the 14 operations, 12 take input:
-# 12 x (16 + 8), plus one request to each of the other two, is 290 per driver.
-CASES = {GenerationMode.POSITIVE: 16, GenerationMode.NEGATIVE: 8}
+# 12 x (14 + 6), plus one request to each of the other two, is 242 per driver.
+CASES = {GenerationMode.POSITIVE: 14, GenerationMode.NEGATIVE: 6}
 FUZZ = settings(
     deadline=None,
     database=None,  # nothing written into the checkout; a failure prints its example
