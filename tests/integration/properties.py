@@ -12,14 +12,20 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
+from shop.api.deps import get_cache, get_session
 from shop.cache_logic import MAX_TTL
 from shop.columns import MAX_ID, MAX_MONEY
+from shop.config import Settings
+from shop.main import create_app
 
-from .support import cache_for, resolve
+from .support import AnyCache, cache_for, http_client, resolve
 
 T = TypeVar("T")
 EXAMPLES = 30
@@ -119,3 +125,33 @@ async def fresh_cache(redis_client: Any) -> AsyncIterator[Any]:
         yield cache_for(redis_client)
     finally:
         await resolve(redis_client.flushdb())
+
+
+class ExampleApi:
+    """The real app, built once per test (FastAPI builds its routes on first use); each
+    example hands it the session and cache of its own."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self.session: Session | AsyncSession | None = None
+        self.cache: AnyCache | None = None
+        self.app.dependency_overrides[get_session] = lambda: self.session
+        self.app.dependency_overrides[get_cache] = lambda: self.cache
+
+    @asynccontextmanager
+    async def client(
+        self, session: Session | AsyncSession, cache: AnyCache
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        """An httpx client on the app, which uses ``session`` and ``cache`` until it closes."""
+        self.session, self.cache = session, cache
+        try:
+            async with http_client(self.app) as client:
+                yield client
+        finally:
+            self.session = self.cache = None
+
+
+@pytest.fixture
+def api(settings: Settings) -> ExampleApi:
+    """The app for a test's examples."""
+    return ExampleApi(settings)

@@ -6,8 +6,9 @@ refused with ``InvalidValueError`` (a 422 over HTTP) and leaves nothing behind.
 Each example starts clean: a session of its own, rolled back when the example
 ends (``servicematrix.isolation``), and a fresh cache on a Redis database
 flushed after it. The function-scoped fixtures taken here (the driver, its
-engine and Redis client) carry no state from one example to the next, which is
-why ``HealthCheck.function_scoped_fixture`` is suppressed.
+engine and Redis client, and the app, into which each example plugs its own
+session and cache) carry no state from one example to the next, which is why
+``HealthCheck.function_scoped_fixture`` is suppressed.
 """
 
 import json
@@ -32,7 +33,6 @@ from shop.columns import (
     NAME_LENGTH,
     InvalidValueError,
 )
-from shop.config import Settings
 from shop.models import Base, Order, User
 from shop.repositories import (
     AsyncItemRepository,
@@ -55,16 +55,18 @@ from .properties import (
     NUL,
     PRICE_LITERALS,
     PROPERTIES,
+    ExampleApi,
     Examples,
+    api,
     exact_amount,
     examples,
     fresh_cache,
     storable,
     texts,
 )
-from .support import build_app, http_client, on_sync_session, resolve
+from .support import on_sync_session, resolve
 
-__all__ = ["examples"]  # a fixture
+__all__ = ["api", "examples"]  # fixtures
 
 
 @asynccontextmanager
@@ -236,7 +238,7 @@ async def test_ids_out_of_range_are_refused(
 @example(name=LONE_SURROGATE, description="", price="1").via("a lone surrogate in the 422")
 @example(name="n", description="", price="NaN").via("NaN in the 422")
 async def test_api_stores_an_item_exactly_or_answers_422(
-    settings: Settings,
+    api: ExampleApi,
     db_engine: Engine | AsyncEngine,
     redis_client: Any,
     examples: Examples,
@@ -251,7 +253,7 @@ async def test_api_stores_an_item_exactly_or_answers_422(
     async with (
         example_session(db_engine) as session,
         fresh_cache(redis_client) as cache,
-        http_client(build_app(settings, session, cache)) as client,
+        api.client(session, cache) as client,
     ):
         before = (await client.get("/items/")).json()
         headers = {"content-type": "application/json"}
@@ -280,7 +282,7 @@ async def test_api_stores_an_item_exactly_or_answers_422(
 @given(totals=st.lists(EXACT_AMOUNTS, max_size=3))
 @example(totals=[MAX_MONEY, MAX_MONEY]).via("a sum past numeric(10, 2) failed its response")
 async def test_api_total_is_the_exact_sum_of_the_orders(
-    settings: Settings,
+    api: ExampleApi,
     db_engine: Engine | AsyncEngine,
     redis_client: Any,
     examples: Examples,
@@ -291,7 +293,7 @@ async def test_api_total_is_the_exact_sum_of_the_orders(
     async with (
         example_session(db_engine) as session,
         fresh_cache(redis_client) as cache,
-        http_client(build_app(settings, session, cache)) as client,
+        api.client(session, cache) as client,
     ):
         user_id = (await client.post("/api/users", json=user)).json()["id"]
         for total in totals:
