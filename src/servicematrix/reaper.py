@@ -2,10 +2,12 @@
 
 The pytest process (or xdist worker) starts one reaper and tells it, line by line
 over a pipe, what to remove: server processes (with the signal that stops them),
-paths, containers. When the pipe closes - on a clean exit or because the owner was
-killed, even by SIGKILL - or when a watched process disappears, the reaper removes
-exactly those things and nothing else. A clean teardown uses the same path: close
-the pipe and wait, so there is one way things are cleaned up.
+paths, containers, and the labels its containers carry. When the pipe closes - on a
+clean exit or because the owner was killed, even by SIGKILL - the reaper removes
+exactly those things and nothing else. When a watched process (an xdist worker's
+controller) disappears, the reaper first kills its owner, so nothing new is started
+behind its back, then does the same. A clean teardown uses the same path: close the
+pipe and wait, so there is one way things are cleaned up.
 """
 
 from __future__ import annotations
@@ -17,12 +19,19 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import docker
 
 GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.5
+# After an owner dies mid-start, a container it asked for may appear a moment later:
+# the reaper sweeps by label for at least this long, until a sweep finds none.
+SETTLE_SECONDS = 2.0
+SWEEP_SECONDS = 0.5
 
 
 class Reaper:
@@ -52,6 +61,10 @@ class Reaper:
 
     def track_container(self, container_id: str) -> None:
         self._send(f"container {container_id}")
+
+    def track_labels(self, labels: dict[str, str]) -> None:
+        """Remove every container with all of ``labels`` too: those not tracked yet included."""
+        self._send("labels " + ",".join(f"{k}={v}" for k, v in labels.items()))
 
     def close(self, timeout: float = 30.0) -> None:
         """Remove everything registered, and wait until it is gone."""
@@ -108,24 +121,40 @@ def _reap_children() -> None:
         pass
 
 
-def _remove_containers(ids: list[str]) -> None:
-    if not ids:
+def _remove_containers(ids: list[str], labels: list[str], owner_died: bool) -> None:
+    """Remove ``ids`` and whatever carries ``labels``; if the owner died, until none appear."""
+    if not (ids or labels):
         return
     import docker  # only runs that started containers get here, and they have docker-py
 
+    settled = time.monotonic() + SETTLE_SECONDS
     with closing(docker.from_env(timeout=60)) as client:
-        for container_id in ids:
-            try:
-                client.api.remove_container(container_id, force=True, v=True)
-            except docker.errors.NotFound:
-                continue
+        while True:
+            found = list(dict.fromkeys([*ids, *_labelled(client, labels)]))
+            for container_id in found:
+                with suppress(docker.errors.NotFound):
+                    client.api.remove_container(container_id, force=True, v=True)
+            ids = []
+            if not owner_died or (not found and time.monotonic() >= settled):
+                return
+            time.sleep(SWEEP_SECONDS)
 
 
-def _read_orders(watch_pid: int | None) -> tuple[dict[int, int], list[str], list[str]]:
-    """Collect registrations until the pipe closes or the watched process is gone."""
+def _labelled(client: docker.DockerClient, labels: list[str]) -> list[str]:
+    if not labels:
+        return []
+    found = client.containers.list(all=True, sparse=True, filters={"label": labels})
+    return [str(c.id) for c in found]
+
+
+def _read_orders(
+    watch_pid: int | None, owner: int
+) -> tuple[dict[int, int], list[str], list[str], list[str]]:
+    """Collect registrations until the pipe closes; kill the owner if the watched pid goes."""
     pids: dict[int, int] = {}
     paths: list[str] = []
     containers: list[str] = []
+    labels: list[str] = []
     fd = sys.stdin.fileno()
     # Raw reads, not readline(): a line buffered inside a file object is invisible to
     # select(), and would be lost when the watched process ends first.
@@ -134,7 +163,10 @@ def _read_orders(watch_pid: int | None) -> tuple[dict[int, int], list[str], list
         ready, _, _ = select.select([fd], [], [], POLL_SECONDS)
         if not ready:
             if watch_pid and not _alive(watch_pid):
-                break
+                # An xdist worker whose controller is gone would go on starting servers
+                # after we removed its others; its death closes the pipe, ending the loop.
+                _kill(owner)
+                watch_pid = None
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -149,15 +181,25 @@ def _read_orders(watch_pid: int | None) -> tuple[dict[int, int], list[str], list
                 paths.append(value)
             elif kind == "container":
                 containers.append(value)
-    return pids, paths, containers
+            elif kind == "labels":
+                labels = value.split(",")
+    return pids, paths, containers, labels
+
+
+def _kill(pid: int) -> None:
+    with suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def main(argv: list[str]) -> int:
     """Run the watchdog: ``python -m servicematrix.reaper [WATCH_PID]``."""
     watch_pid = int(argv[0]) if argv else None
-    pids, paths, containers = _read_orders(watch_pid)
+    owner = os.getppid()
+    pids, paths, containers, labels = _read_orders(watch_pid, owner)
+    # A clean close leaves the owner waiting for us; anything else means it died.
+    owner_died = not _alive(owner)
     _stop_processes(pids)
-    _remove_containers(containers)
+    _remove_containers(containers, labels, owner_died)
     for path in reversed(paths):
         shutil.rmtree(path, ignore_errors=True)
     return 0

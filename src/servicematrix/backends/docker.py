@@ -103,6 +103,9 @@ class DockerBackend(Backend):
         super().__init__(ctx)
         _configure_ryuk()
         self._containers: dict[Role, Any] = {}
+        # Before any container exists: one whose start a kill cuts short is never tracked
+        # by id, and the reaper then finds it by these labels.
+        ctx.reaper.track_labels(self._labels())
 
     @classmethod
     def unavailable(cls, config: Config) -> str | None:
@@ -221,6 +224,9 @@ class DockerBackend(Backend):
             line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ControlError(f"could not {what} the {role} container: {line}") from None
 
+    def _labels(self) -> dict[str, str]:
+        return {f"{LABEL}.run": self.ctx.run_id, f"{LABEL}.worker": self.ctx.worker_id}
+
     def _run(
         self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
     ) -> tuple[Any, int]:
@@ -245,16 +251,7 @@ class DockerBackend(Backend):
     def _container(self, image: str, env: dict[str, str], command: list[str]) -> Any:
         from testcontainers.core.container import DockerContainer
 
-        container = (
-            DockerContainer(image)
-            .with_command(command)
-            .with_kwargs(
-                labels={
-                    f"{LABEL}.run": self.ctx.run_id,
-                    f"{LABEL}.worker": self.ctx.worker_id,
-                }
-            )
-        )
+        container = DockerContainer(image).with_command(command).with_kwargs(labels=self._labels())
         container.with_envs(**env)
         return container
 
