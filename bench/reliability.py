@@ -30,7 +30,7 @@ from common import Plot, Result, Stat, Table, Target, save
 from reliability_concurrent import RunRecord, shared, two_at_once
 from reliability_inputs import BOUND_SECONDS, try_all
 from reliability_junit import ROOT, TestCase, run_pytest
-from reliability_kills import CLEAN_SECONDS, Kill, kills, make_suite
+from reliability_kills import CLEAN_SECONDS, ENDED, Kill, kills, make_suite
 
 from servicematrix.backends import registry
 from servicematrix.config import Config
@@ -70,16 +70,22 @@ def failures(cases: list[TestCase], tail: str) -> str:
     return "; ".join(failed) or ("" if cases else f"no test ran: {tail}")
 
 
+def tally(cases: list[TestCase]) -> str:
+    """E.g. '11 of 12 passed, 1 skipped'."""
+    passed = sum(c.outcome == "passed" for c in cases)
+    skipped = sum(c.outcome == "skipped" for c in cases)
+    return f"{passed} of {len(cases)} passed" + (f", {skipped} skipped" if skipped else "")
+
+
 def security(bench: Bench) -> None:
     print("security checks", flush=True)
     run = run_pytest(["tests/servicematrix/test_security.py", "-q"], bench.root / "security.xml")
     rows = [[c.name, c.outcome, f"{c.seconds:.2f} s"] for c in run.cases]
     bench.table("Security checks on real servers", ["check", "outcome", "time"], rows)
-    passed = sum(c.outcome == "passed" for c in run.cases)
     bench.target(
         "security: loopback only, passwords per run and masked, private dirs",
         "every check passes",
-        f"{passed} of {len(run.cases)} passed",
+        tally(run.cases),
         run.exit_code == 0 and bool(run.cases),
         failures(run.cases, run.tail),
     )
@@ -124,6 +130,7 @@ def kill_row(index: int, kill: Kill) -> list[str]:
         kill.backend,
         str(index),
         kill.workers,
+        f"{kill.after_up:.2f} s",
         f"{kill.delay:.2f} s",
         kill.up_at_kill,
         seconds(kill.seconds_to_clean),
@@ -150,13 +157,16 @@ def kill_section(bench: Bench) -> None:
             f"nothing of a SIGKILLed run left after {CLEAN_SECONDS:.0f} s ({backend})",
             f"0 of {len(done)} kills",
             f"{len(left)} of {len(done)}; clean after median {stat.median:.2f} s, "
-            f"max {stat.max:.2f} s",
+            f"max {stat.max:.2f} s; {sum(k.up_at_kill != ENDED for k in done)} hit a live run",
             not left and len(times) == len(done),
             "; ".join(f"kill after {k.delay} s left {', '.join(k.leftovers)}" for k in left),
         )
     columns = ["backend", "kills", "left something", "median", "min", "max", "n"]
     bench.table("SIGKILL at a random moment: seconds until clean", columns, summary)
-    columns = ["backend", "kill", "-n", "delay", "up at kill", "clean", "all exited", "left"]
+    columns = [
+        *("backend", "kill", "-n", "after provisioning began", "into the run", "up at kill"),
+        *("clean after", "all exited after", "left after 15 s"),
+    ]
     bench.table("Every kill", columns, detail)
     bench.result.plots.append(
         Plot(
@@ -223,11 +233,10 @@ def faults_section(bench: Bench) -> None:
         )
         print(f"  exit {run.exit_code} in {run.seconds:.1f} s, {len(run.cases)} cases", flush=True)
         cases += [(backend, c) for c in run.cases]
-        passed = sum(c.outcome == "passed" for c in run.cases)
         bench.target(
             f"service fault and fuzz tests pass ({backend})",
             "every test passes",
-            f"{passed} of {len(run.cases)} passed",
+            tally(run.cases),
             run.exit_code == 0 and bool(run.cases),
             failures(run.cases, run.tail),
         )
@@ -241,7 +250,8 @@ def figures_tables(bench: Bench, cases: list[tuple[str, TestCase]]) -> None:
     """One table per test module, a column per property its tests recorded."""
     for module in dict.fromkeys(c.group for _, c in cases):
         mine = [(b, c) for b, c in cases if c.group == module]
-        names = sorted({k for _, c in mine for k in c.properties})
+        # The backend has a column of its own.
+        names = sorted({k for _, c in mine for k in c.properties} - {"backend"})
         rows = [
             [b, c.name, c.outcome, f"{c.seconds:.1f} s"]
             + [c.properties.get(n, "").replace("|", "\\|") for n in names]

@@ -26,6 +26,10 @@ from typing import Any
 
 CLEAN_SECONDS = 15.0
 POLL_SECONDS = 0.05
+UP_TIMEOUT = 120.0
+TESTS = 40
+STEP_SECONDS = 0.1
+ENDED = "ended before the kill"
 RUN_LABEL = "io.servicematrix.run"
 SUITE = """
 import time
@@ -61,6 +65,12 @@ class Traces:
     def servers_gone(self) -> bool:
         return not (self.containers or self.servers or self.dirs)
 
+    def counts(self) -> str:
+        return (
+            f"{len(self.dirs)} dirs, {len(self.servers)} server processes, "
+            f"{len(self.containers)} containers"
+        )
+
     def describe(self) -> list[str]:
         return [
             *(f"container {c[:12]}" for c in self.containers),
@@ -77,17 +87,18 @@ class Kill:
     backend: str
     workers: str
     delay: float
+    after_up: float
     up_at_kill: str
     seconds_to_clean: float | None
     seconds_to_exit: float | None
     leftovers: list[str]
 
 
-def make_suite(root: Path, tests: int = 40, step: float = 0.1) -> Path:
+def make_suite(root: Path) -> Path:
     """A small suite where every test uses both servers; returns its directory."""
     suite = root / "suite"
     suite.mkdir(parents=True)
-    (suite / "test_steps.py").write_text(SUITE.format(tests=tests, step=step))
+    (suite / "test_steps.py").write_text(SUITE.format(tests=TESTS, step=STEP_SECONDS))
     (suite / "pytest.ini").write_text(INI)
     return suite
 
@@ -124,6 +135,12 @@ def _process_table() -> Iterator[tuple[int, str, str]]:
         yield int(proc.name), cmdline, cwd
 
 
+def run_dirs(pattern: re.Pattern[str]) -> list[Path]:
+    """The run's data dirs, wherever the plugin puts them by default."""
+    roots = {Path("/dev/shm"), Path(tempfile.gettempdir())}  # noqa: S108 - where data dirs go
+    return [p for r in roots if r.is_dir() for p in r.iterdir() if pattern.match(p.name)]
+
+
 def find_traces(pid: int, cwd: Path, client: Any) -> Traces:
     """Everything run ``pid`` (started in ``cwd``) left on this host."""
     pattern = run_pattern(pid)
@@ -135,8 +152,7 @@ def find_traces(pid: int, cwd: Path, client: Any) -> Traces:
             traces.servers.append(other)
         elif where == str(cwd):
             traces.pytest.append(other)
-    roots = {Path("/dev/shm"), Path(tempfile.gettempdir())}  # noqa: S108 - where data dirs go
-    traces.dirs = [p for r in roots if r.is_dir() for p in r.iterdir() if pattern.match(p.name)]
+    traces.dirs = run_dirs(pattern)
     if client is not None:
         run = re.compile(rf"{pid:x}[0-9a-f]{{6}}")
         listed = client.containers.list(all=True, sparse=True, filters={"label": RUN_LABEL})
@@ -176,30 +192,33 @@ def full_run(suite: Path, argv: list[str]) -> tuple[float, int]:
     return time.monotonic() - started, done.returncode
 
 
-def kill_once(suite: Path, argv: list[str], delay: float, backend: str, workers: str) -> Kill:
-    """Start pytest, SIGKILL it after ``delay`` s, and wait for its traces to go."""
+def wait_for_servers(proc: subprocess.Popen[bytes]) -> None:
+    """Until the run's first worker starts provisioning (its data dir appears) or it ends."""
+    pattern, deadline = run_pattern(proc.pid), time.monotonic() + UP_TIMEOUT
+    while not run_dirs(pattern) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS / 2)
+
+
+def kill_once(suite: Path, argv: list[str], after_up: float, backend: str, workers: str) -> Kill:
+    """Start pytest, SIGKILL it ``after_up`` s after provisioning starts, wait until clean."""
     with docker_client(backend) as client:
+        started = time.monotonic()
         proc = subprocess.Popen(
             argv, cwd=suite, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        deadline = time.monotonic() + delay
+        wait_for_servers(proc)
+        deadline = time.monotonic() + after_up
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         at_kill = find_traces(proc.pid, suite, client)
+        up = ENDED if proc.poll() is not None else at_kill.counts()
+        delay = time.monotonic() - started
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         clean_at, exit_at, traces = wait_until_clean(proc.pid, suite, client)
         remove(traces, client)
-    return Kill(
-        backend,
-        workers,
-        round(delay, 3),
-        f"{len(at_kill.dirs)} dirs, {len(at_kill.servers)} server processes, "
-        f"{len(at_kill.containers)} containers",
-        clean_at,
-        exit_at,
-        Traces(traces.containers, traces.servers, traces.dirs).describe(),
-    )
+    left = Traces(traces.containers, traces.servers, traces.dirs).describe()
+    return Kill(backend, workers, round(delay, 3), round(after_up, 3), up, clean_at, exit_at, left)
 
 
 def wait_until_clean(
@@ -229,23 +248,27 @@ def wait_until_clean(
 def kills(
     backend: str, count: int, versions: list[str], rng: random.Random, root: Path
 ) -> list[Kill]:
-    """``count`` kills on ``backend``, alternating -n 0 and -n 2, at seeded random moments."""
+    """``count`` kills on ``backend``, alternating -n 0 and -n 2, at seeded random moments.
+
+    Each lands a random time after the run's first worker starts provisioning, within
+    the time its tests take: during provisioning, setup, tests or teardown.
+    """
     suite = make_suite(root / backend)
     results = []
-    baselines: dict[str, float] = {}
+    for workers in sorted({"0" if i % 2 == 0 else "2" for i in range(count)}):
+        seconds, code = full_run(suite, pytest_argv(backend, workers, versions))
+        print(
+            f"  {backend} -n {workers}: a full run takes {seconds:.1f} s, exit {code}", flush=True
+        )
     for i in range(count):
         workers = "0" if i % 2 == 0 else "2"
-        argv = pytest_argv(backend, workers, versions)
-        if workers not in baselines:
-            seconds, code = full_run(suite, argv)
-            print(f"  {backend} -n {workers}: full run {seconds:.1f} s, exit {code}", flush=True)
-            baselines[workers] = seconds
-        delay = rng.uniform(0, baselines[workers])
-        kill = kill_once(suite, argv, delay, backend, workers)
+        after_up = rng.uniform(0, TESTS * STEP_SECONDS / max(1, int(workers)))
+        kill = kill_once(suite, pytest_argv(backend, workers, versions), after_up, backend, workers)
         print(
-            f"  kill {i + 1}/{count} {backend} -n {workers} after {delay:.2f} s "
-            f"({kill.up_at_kill}): clean in {kill.seconds_to_clean} s, "
-            f"all exited in {kill.seconds_to_exit} s, left {kill.leftovers or 'nothing'}",
+            f"  kill {i + 1}/{count} {backend} -n {workers} {after_up:.2f} s after provisioning "
+            f"began, {kill.delay:.2f} s in ({kill.up_at_kill}): clean in "
+            f"{kill.seconds_to_clean} s, all exited in {kill.seconds_to_exit} s, "
+            f"left {kill.leftovers or 'nothing'}",
             flush=True,
         )
         results.append(kill)
