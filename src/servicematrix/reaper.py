@@ -56,6 +56,11 @@ class Reaper:
         self._children.append(proc)
         self._send(f"pid {proc.pid} {int(sig)}")
 
+    def forget_process(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop tracking ``proc``, before its pid is reaped and may be reused by another."""
+        self._children.remove(proc)
+        self._send(f"forget {proc.pid}")
+
     def track_path(self, path: str | os.PathLike[str]) -> None:
         self._send(f"path {os.fspath(path)}")
 
@@ -177,6 +182,8 @@ def _read_orders(
             if kind == "pid":
                 pid, _, sig = value.partition(" ")
                 pids[int(pid)] = int(sig or signal.SIGTERM)
+            elif kind == "forget":
+                pids.pop(int(value), None)
             elif kind == "path":
                 paths.append(value)
             elif kind == "container":

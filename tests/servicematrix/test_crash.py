@@ -76,3 +76,22 @@ def test_kill_9_mid_test_leaves_nothing(inner: pytest.Pytester, workers: str) ->
             # xdist workers outlive a killed controller until their test ends.
             if alive(int(record["owner"])):  # type: ignore[call-overload]
                 os.kill(int(record["owner"]), signal.SIGKILL)  # type: ignore[call-overload]
+
+
+def test_a_forgotten_process_is_left_alone() -> None:
+    """A server stopped on purpose is forgotten: its pid may belong to another process later."""
+    from servicematrix.reaper import Reaper
+
+    reaper = Reaper()
+    tracked, forgotten = (subprocess.Popen(["sleep", "30"]) for _ in range(2))
+    try:
+        reaper.track_process(tracked)
+        reaper.track_process(forgotten)
+        reaper.forget_process(forgotten)
+        reaper.close()
+        assert tracked.poll() is not None
+        assert forgotten.poll() is None
+    finally:
+        for proc in (tracked, forgotten):
+            proc.kill()
+            proc.wait()

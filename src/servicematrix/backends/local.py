@@ -161,9 +161,13 @@ class LocalBackend(Backend):
     def stop_server(self, role: Role) -> None:
         launch = self._launch(role, running=True)
         launch.proc.send_signal(_FAULT_SIGNALS[role])
+        # Until wait() reaps it, the pid stays this process's: forgetting it first means
+        # a later clean-up can never signal another process that reuses the pid.
+        self.ctx.reaper.forget_process(launch.proc)
         try:
             launch.proc.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
+            self.ctx.reaper.track_process(launch.proc, launch.stop_signal)
             raise ControlError(f"{launch.what} did not stop within {STOP_TIMEOUT:.0f} s") from None
 
     def start_server(self, role: Role) -> None:
