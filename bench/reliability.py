@@ -11,8 +11,8 @@ Sections, each measured here and saved as one result (bench/results/reliability.
   alternately); nothing of the run (container, server process, data dir) may remain 15 s
   later; whatever does is recorded, then removed;
 - concurrent runs: tests/integration twice at once per backend, sharing nothing;
-- service faults and fuzzing: tests/integration/test_faults.py, test_schema.py and
-  test_properties.py (those present), per backend, with every record_property value.
+- service faults and fuzzing: tests/integration/test_faults.py, test_schema.py,
+  test_properties.py and test_cache_properties.py, per backend, with every record_property value.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from reliability_kills import CLEAN_SECONDS, ENDED, Kill, kills, make_suite
 from servicematrix.backends import registry
 from servicematrix.config import Config
 
-FAULT_FILES = ["test_faults.py", "test_schema.py", "test_properties.py"]
+FAULT_FILES = ["test_faults.py", "test_schema.py", "test_properties.py", "test_cache_properties.py"]
 INTEGRATION = ROOT / "tests" / "integration"
 
 
