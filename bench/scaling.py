@@ -259,6 +259,13 @@ def suite_args(args: argparse.Namespace, workers: int) -> list[str]:
     return ["tests/integration", "--servicematrix-backend=local", *versions, f"-n={workers}"]
 
 
+def seeded(args: argparse.Namespace) -> list[str]:
+    """A fixed Hypothesis seed where Hypothesis runs, so every run does the same work."""
+    if importlib.util.find_spec("hypothesis") is None:
+        return []
+    return [f"--hypothesis-seed={args.seed}"]
+
+
 Key = tuple[str, int]  # (variant, -n)
 SizeKey = tuple[int, int]  # (generated tests, -n)
 
@@ -269,12 +276,12 @@ def measure_modes(
     """Part a: every variant at each of its -n values, ``args.runs`` times, interleaved."""
     for way in {w.base: w for w in ways}.values():
         print(f"scaling: warm-up run at -n 2, {way.base} (untimed)", flush=True)
-        run_pytest(timing, [*suite_args(args, 2), *args.pytest_args], REPO, way.env)
+        run_pytest(timing, [*suite_args(args, 2), *seeded(args), *args.pytest_args], REPO, way.env)
     runs: dict[Key, list[Run]] = {(w.name, n): [] for w in ways for n in w.modes}
     for i in range(args.runs):
         for way in ways:
             for n in way.modes:
-                argv = [*suite_args(args, n), *way.args, *args.pytest_args]
+                argv = [*suite_args(args, n), *way.args, *seeded(args), *args.pytest_args]
                 run = run_pytest(timing, argv, REPO, way.env)
                 runs[way.name, n].append(run)
                 print(
@@ -508,6 +515,8 @@ def notes(args: argparse.Namespace) -> list[str]:
         "without the first test of each driver (servers, migrations, the driver's engine and "
         "client) and the last (servers stopped); 'marginal from wall' is "
         "(wall(N) - wall(smallest)) / (N - smallest).",
+        f"Hypothesis runs with the fixed seed {args.seed} (--seed), so every run of the suite "
+        "does the same work.",
         "Generated tests: N/2 functions under both drivers, each inserting and selecting a row "
         "through db_session and setting and getting a key through redis_client.",
     ]
@@ -528,7 +537,8 @@ def build_result(
     return Result(
         "scaling",
         "Scaling: xdist workers and suite size",
-        f"python bench/scaling.py --pg {args.pg} --redis {args.redis} --runs {args.runs}",
+        f"python bench/scaling.py --pg {args.pg} --redis {args.redis} --runs {args.runs} "
+        f"--seed {args.seed}",
         f"shop suite ({tests} tests), median wall: {medians}.",
         [*modes_tables(modes, ways), *size_tables],
         targets,
@@ -544,6 +554,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each mode and size")
     parser.add_argument("--modes", type=int, nargs="+", default=[0, 1, 2], help="-n values")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1600])
+    parser.add_argument("--seed", type=int, default=1, help="Hypothesis seed of the suite runs")
     parser.add_argument(
         "--pytest-arg",
         dest="pytest_args",
