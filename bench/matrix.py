@@ -76,16 +76,21 @@ def load_sessions(report: Path, since: float) -> list[Session]:
 
 
 def short(name: str) -> str:
-    """ "pg15 redis7" for "integration(pg='15', redis='7')", "pg15 valkey-8" for valkey."""
-    labels = []
-    for pair in name.partition("(")[2].rstrip(")").split(","):
-        key, _, value = pair.strip().partition("=")
-        value = value.strip("'\"")
-        labels.append(value if value[:1].isalpha() else f"{key}{value}")
-    return " ".join(label for label in labels if label) or name
+    """ "15/7" for "integration(pg='15', redis='7')", "15/vk8" for valkey-8: short bar labels."""
+    values = [
+        pair.partition("=")[2].strip().strip("'\"").replace("valkey-", "vk")
+        for pair in name.partition("(")[2].rstrip(")").split(",")
+    ]
+    return "/".join(v for v in values if v) or name
 
 
-def build_result(wall: float, sessions: list[Session], selected: list[str]) -> Result:
+def virtualenvs() -> set[str]:
+    """The session virtualenvs nox has made so far."""
+    envdir = REPO / ".nox"
+    return {p.name for p in envdir.iterdir() if p.is_dir()} if envdir.exists() else set()
+
+
+def build_result(wall: float, sessions: list[Session], selected: list[str], created: int) -> Result:
     ran = [s for s in sessions if s.result != "skipped"] or sessions
     slowest = max(ran, key=lambda s: s.seconds)
     fastest = min(ran, key=lambda s: s.seconds)
@@ -109,7 +114,7 @@ def build_result(wall: float, sessions: list[Session], selected: list[str]) -> R
     plot = Plot(
         "matrix.png",
         "nox -s integration: duration of each session",
-        "",
+        "PostgreSQL/Redis (vk: Valkey)",
         "seconds",
         "bar",
         {"session": [[short(s.name), s.seconds] for s in sessions]},
@@ -125,7 +130,8 @@ def build_result(wall: float, sessions: list[Session], selected: list[str]) -> R
         [plot],
         [
             "Sessions run one after another, each with pytest -n auto; virtualenvs are reused "
-            "(the noxfile's default), so each session's time includes its install step.",
+            "(the noxfile's default), so each session's time includes its install step; "
+            f"{created} of them did not exist yet and were created within their session.",
             "Per-session seconds are nox's own measurement, from its --report JSON.",
         ],
     )
@@ -140,13 +146,15 @@ def main() -> None:
     args = parser.parse_args()
     selected = [QUICK_PAIR] if args.quick else args.sessions
     started = time.time()
+    before = virtualenvs()
     with tempfile.TemporaryDirectory(prefix="servicematrix-matrix-") as tmp:
         report = Path(tmp) / "nox-report.json"
         wall = run_nox(selected, report)
         sessions = load_sessions(report, started)
+    created = len(virtualenvs() - before)
     if not sessions:
         sys.exit("matrix: nox ran no session: check the --sessions names with nox -l")
-    save(build_result(wall, sessions, selected), time.time() - started)
+    save(build_result(wall, sessions, selected, created), time.time() - started)
 
 
 if __name__ == "__main__":
