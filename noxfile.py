@@ -61,11 +61,19 @@ def run_pytest(session: nox.Session, name: str, *args: str) -> None:
         "pytest",
         "-n",
         "auto",
+        # Idle workers take tests from busy ones: the long Schemathesis tests run first
+        # and no worker waits at the end for another's queue.
+        "--dist=worksteal",
         f"--junitxml={REPORTS / f'junit-{name}.xml'}",
         *args,
         *session.posargs,
         # Absolute: pytester and server subprocesses run in other directories.
-        env={"COVERAGE_FILE": str(REPORTS.resolve() / f".coverage.{name}")},
+        env={
+            "COVERAGE_FILE": str(REPORTS.resolve() / f".coverage.{name}"),
+            # pytest caches rewritten modules only where bytecode may be written; without
+            # the cache every worker spends seconds rewriting ~400 plugin modules.
+            "PYTHONDONTWRITEBYTECODE": "",
+        },
     )
 
 
