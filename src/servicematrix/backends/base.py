@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,10 @@ from servicematrix.reaper import Reaper
 
 Role = Literal["postgres", "redis"]
 ROLES: tuple[Role, ...] = ("postgres", "redis")
+# How a test's stop() ends each server, on every backend: Redis as in a crash, PostgreSQL
+# as in an operator's restart (fast shutdown: every session is ended, the data is kept).
+STOP_SIGNALS: dict[Role, signal.Signals] = {"postgres": signal.SIGINT, "redis": signal.SIGKILL}
+STOP_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from contextlib import closing, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from servicematrix.backends.base import Backend, Role, WorkerContext
+from servicematrix.backends.base import STOP_SIGNALS, STOP_TIMEOUT, Backend, Role, WorkerContext
 from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo, redis_identity
@@ -38,9 +38,6 @@ DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 PORT_ATTEMPTS = 3
 # What the engine says when the host port we chose was taken meanwhile.
 _PORT_TAKEN = ("port is already allocated", "address already in use")
-# As the local backend: Redis stops as in a crash, PostgreSQL by a fast shutdown.
-_FAULT_SIGNALS: dict[Role, str] = {"postgres": "SIGINT", "redis": "SIGKILL"}
-STOP_TIMEOUT = 30
 # Throwaway clusters: durability only costs time here.
 _PG_ARGS = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
 
@@ -190,7 +187,7 @@ class DockerBackend(Backend):
 
     def stop_server(self, role: Role) -> None:
         wrapped = self._wrapped(role)
-        self._engine_call(role, "stop", wrapped.kill, signal=_FAULT_SIGNALS[role])
+        self._engine_call(role, "stop", wrapped.kill, signal=STOP_SIGNALS[role].name)
         self._engine_call(role, "stop", wrapped.wait, timeout=STOP_TIMEOUT)
 
     def start_server(self, role: Role) -> None:

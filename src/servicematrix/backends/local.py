@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from servicematrix import binaries
-from servicematrix.backends.base import Backend, Role, WorkerContext
+from servicematrix.backends.base import STOP_SIGNALS, STOP_TIMEOUT, Backend, Role, WorkerContext
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo
@@ -33,10 +33,6 @@ _PG_SETTINGS = {
     "full_page_writes": "off",
     "max_connections": "50",
 }
-# How a test's stop() ends each server: Redis as in a crash, PostgreSQL as in an
-# operator's restart (fast shutdown: every session is ended, the data is kept).
-_FAULT_SIGNALS: dict[Role, int] = {"postgres": signal.SIGINT, "redis": signal.SIGKILL}
-STOP_TIMEOUT = 30.0
 
 
 def _wanted(config: Config) -> tuple[str, str]:
@@ -160,7 +156,7 @@ class LocalBackend(Backend):
 
     def stop_server(self, role: Role) -> None:
         launch = self._launch(role, running=True)
-        launch.proc.send_signal(_FAULT_SIGNALS[role])
+        launch.proc.send_signal(STOP_SIGNALS[role])
         # Until wait() reaps it, the pid stays this process's: forgetting it first means
         # a later clean-up can never signal another process that reuses the pid.
         self.ctx.reaper.forget_process(launch.proc)
