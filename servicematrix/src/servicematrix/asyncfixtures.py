@@ -1,0 +1,102 @@
+"""The async fixtures, registered only where pytest-asyncio is installed.
+
+A connection belongs to the event loop that opened it. Where tests share one loop per
+session (``asyncio_default_test_loop_scope = session``), the engine and the Redis client
+live as long as the session and pool their connections. Under pytest-asyncio's default,
+a loop per test, each test gets an engine and a client of its own, on its own loop.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import pytest_asyncio
+
+from servicematrix.info import ServerInfo
+from servicematrix.provision import Worker
+
+if TYPE_CHECKING:
+    import redis.asyncio
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+LOOP_SCOPES = ("session", "function")
+
+
+def loop_scope(config: pytest.Config) -> str:
+    """'session' where every test runs in the session's loop, else 'function'."""
+    try:
+        scope = config.getini("asyncio_default_test_loop_scope")
+    except ValueError:  # a pytest-asyncio older than the setting: one loop per test
+        return "function"
+    return "session" if scope == "session" else "function"
+
+
+def plugin(scope: str) -> types.ModuleType:
+    """A module of async fixtures whose connections live in loops of ``scope``."""
+    shared = scope == "session"
+    # loop_scope exists from pytest-asyncio 0.24 on; session loops are only chosen where
+    # asyncio_default_test_loop_scope exists, which is newer still.
+    lasting: dict[str, Any] = {"scope": "session", "loop_scope": "session"} if shared else {}
+    per_test: dict[str, Any] = {"loop_scope": "session"} if shared else {}
+
+    @pytest_asyncio.fixture(**lasting)
+    async def async_engine(
+        pg_server: ServerInfo, servicematrix_db_setup: None, servicematrix_worker: Worker
+    ) -> AsyncIterator[AsyncEngine]:
+        """An asyncpg engine on this worker's database."""
+        from sqlalchemy.ext.asyncio import create_async_engine
+        from sqlalchemy.pool import NullPool
+
+        pool: dict[str, Any] = {} if shared else {"poolclass": NullPool}
+        engine = create_async_engine(pg_server.url("postgresql+asyncpg"), **pool)
+        if shared:
+            servicematrix_worker.control().follow(engine)
+        yield engine
+        await engine.dispose()
+
+    @pytest_asyncio.fixture(**per_test)
+    async def async_db_session(
+        request: pytest.FixtureRequest,
+        async_engine: AsyncEngine,
+        servicematrix_async_session_class: type[Any],
+    ) -> AsyncIterator[Any]:
+        """An AsyncSession rolled back after the test (or committing, when marked committed)."""
+        from servicematrix import isolation
+
+        committed = request.node.get_closest_marker("committed") is not None
+        isolate = (
+            isolation.async_committed_session if committed else isolation.async_rollback_session
+        )
+        async with isolate(async_engine, servicematrix_async_session_class) as session:
+            yield session
+
+    @pytest_asyncio.fixture(**lasting)
+    async def _async_redis_client(
+        redis_server: ServerInfo,
+    ) -> AsyncIterator[redis.asyncio.Redis]:
+        import redis.asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        # redis.asyncio sends on a pooled connection without noticing that a restart
+        # killed it; one retry, on a fresh connection, costs nothing otherwise.
+        client = redis.asyncio.Redis.from_url(redis_server.url(), retry=Retry(NoBackoff(), 1))
+        yield client
+        # aclose() from redis 5.0.1; close() before it.
+        await getattr(client, "aclose", client.close)()
+
+    @pytest_asyncio.fixture(**per_test)
+    async def async_redis(
+        _async_redis_client: redis.asyncio.Redis,
+    ) -> AsyncIterator[redis.asyncio.Redis]:
+        """A redis.asyncio client on this worker's database, flushed after the test."""
+        yield _async_redis_client
+        await _async_redis_client.flushdb()
+
+    module = types.ModuleType(f"servicematrix.asyncfixtures.{scope}")
+    for fixture in (async_engine, async_db_session, _async_redis_client, async_redis):
+        setattr(module, getattr(fixture, "name", None) or fixture.__name__, fixture)
+    return module

@@ -1,0 +1,108 @@
+"""The interface every backend implements."""
+
+from __future__ import annotations
+
+import importlib.util
+import signal
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Collection
+from typing import ClassVar
+
+from servicematrix.config import Config
+from servicematrix.errors import ControlError
+from servicematrix.info import ROLES, Role, ServerInfo
+from servicematrix.reaper import Reaper
+
+__all__ = [
+    "ROLES",
+    "STOP_SIGNALS",
+    "STOP_TIMEOUT",
+    "Backend",
+    "Role",
+    "WorkerContext",
+    "client_missing",
+]
+# How a test's stop() ends each server, on every backend: Redis as in a crash, PostgreSQL
+# as in an operator's restart (fast shutdown: every session is ended, the data is kept).
+STOP_SIGNALS: dict[Role, signal.Signals] = {"postgres": signal.SIGINT, "redis": signal.SIGKILL}
+STOP_TIMEOUT = 30.0
+
+
+# The client library each server is provisioned and checked with, and the extra that has it.
+_CLIENTS: dict[Role, tuple[str, str]] = {"postgres": ("psycopg", "postgres"), "redis": ("redis", "redis")}
+
+
+def client_missing(role: Role) -> str | None:
+    """Why ``role`` cannot be provisioned for lack of its client library, or None."""
+    module, extra = _CLIENTS[role]
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return f"{role} servers need the {module} package: pip install 'servicematrix[{extra}]'"
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What a backend needs to know about the process it provisions for."""
+
+    config: Config
+    run_id: str
+    worker_id: str
+    reaper: Reaper
+    workdir: Path
+
+    @property
+    def worker_index(self) -> int:
+        """0 for the main process and gw0, 1 for gw1, ..."""
+        digits = self.worker_id.removeprefix("gw")
+        return int(digits) if digits.isdigit() else 0
+
+
+class Backend(ABC):
+    """Provisions one PostgreSQL and one Redis-compatible server for a worker."""
+
+    name: ClassVar[str]
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+
+    @classmethod
+    @abstractmethod
+    def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
+        """Why this backend cannot serve ``roles`` as ``config`` asks, or None when it can."""
+
+    @abstractmethod
+    def start_postgres(self) -> ServerInfo:
+        """Start (or attach to) PostgreSQL and return how to reach it."""
+
+    @abstractmethod
+    def start_redis(self) -> ServerInfo:
+        """Start (or attach to) a Redis-compatible server and return how to reach it."""
+
+    def close(self) -> None:  # noqa: B027 - most backends leave teardown to the reaper
+        """Release what the reaper cannot (e.g. databases on a server we do not own)."""
+
+    # Server control, for fault tests. Backends that own their servers override all four;
+    # each returns once the backend sees the change (the process or container is gone,
+    # frozen, or running again); servicematrix.faults waits for the network to agree.
+
+    def control_unavailable(self) -> str | None:
+        """Why a test cannot stop and start this backend's servers, or None when it can."""
+        return f"the {self.name} backend cannot stop or start its servers"
+
+    def stop_server(self, role: Role) -> None:
+        """Stop ``role``: Redis dies at once (SIGKILL); PostgreSQL shuts down fast."""
+        raise ControlError(self.control_unavailable() or "not supported")
+
+    def start_server(self, role: Role) -> None:
+        """Start a stopped ``role`` again on the same port, password and data."""
+        raise ControlError(self.control_unavailable() or "not supported")
+
+    def pause_server(self, role: Role) -> None:
+        """Freeze ``role``: it keeps its port and data but answers nothing."""
+        raise ControlError(self.control_unavailable() or "not supported")
+
+    def resume_server(self, role: Role) -> None:
+        """Let a paused ``role`` run again."""
+        raise ControlError(self.control_unavailable() or "not supported")

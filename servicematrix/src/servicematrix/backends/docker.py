@@ -1,0 +1,342 @@
+"""The docker backend: per-worker containers through testcontainers.
+
+Ports are published on 127.0.0.1 only, passwords are random per worker, and every
+container carries labels naming the run and the worker. The reaper removes this
+worker's containers when the worker ends, however it ends; Ryuk is used as well
+where its image is present.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import Collection
+from contextlib import closing, suppress
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from servicematrix.backends.base import (
+    ROLES,
+    STOP_SIGNALS,
+    STOP_TIMEOUT,
+    Backend,
+    Role,
+    WorkerContext,
+    client_missing,
+)
+from servicematrix.config import Config
+from servicematrix.errors import ControlError, StartupError
+from servicematrix.info import ServerInfo, redis_identity
+from servicematrix.processes import free_port
+
+if TYPE_CHECKING:
+    import docker
+
+# The oldest testcontainers whose API this backend uses (testcontainers_config).
+TESTCONTAINERS_MIN = (4, 8)
+PG_PORT = 5432
+REDIS_PORT = 6379
+POLL_SECONDS = 0.05
+READY_TIMEOUT = 60.0
+ENGINE_TIMEOUT = 5
+PULL_TIMEOUT = 300
+LABEL = "io.servicematrix"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+PORT_ATTEMPTS = 3
+# What the engine says when the host port we chose was taken meanwhile.
+_PORT_TAKEN = ("port is already allocated", "address already in use")
+# Throwaway clusters: durability only costs time here.
+_PG_ARGS = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+
+
+def images(config: Config) -> dict[Role, str]:
+    """The PostgreSQL and Redis image references ``config`` asks for."""
+    redis = config.redis_version
+    redis_template = config.valkey_image if redis.product == "valkey" else config.redis_image
+    return {
+        "postgres": config.image_prefix + config.pg_image.format(version=config.pg_major),
+        "redis": config.image_prefix + redis_template.format(version=redis.major),
+    }
+
+
+def _testcontainers_problem() -> str | None:
+    """Why the installed testcontainers cannot serve, or None when it can."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("testcontainers")
+    except PackageNotFoundError:
+        return "testcontainers is not installed: pip install 'servicematrix[docker]'"
+    parts = tuple(int(p) for p in re.findall(r"\d+", installed)[:2])
+    if parts < TESTCONTAINERS_MIN:
+        wanted = ".".join(map(str, TESTCONTAINERS_MIN))
+        return (
+            f"testcontainers {installed} is installed, the docker backend needs {wanted} or "
+            f"newer: pip install 'testcontainers>={wanted}' (or pick another backend)"
+        )
+    return None
+
+
+def _unreachable() -> str | None:
+    """Why no engine answers at DOCKER_HOST, checked with a socket of our own.
+
+    docker-py leaks its socket when the engine is missing; asking first keeps a run
+    without Docker free of ResourceWarnings.
+    """
+    host = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    parts = urlsplit(host)
+    try:
+        if parts.scheme == "unix":
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(ENGINE_TIMEOUT)
+                sock.connect(parts.path)
+        elif parts.scheme in ("tcp", "http", "https"):
+            address = (parts.hostname or "127.0.0.1", parts.port or 2375)
+            socket.create_connection(address, timeout=ENGINE_TIMEOUT).close()
+    except OSError as exc:
+        return f"cannot connect to {host}: {exc.strerror or exc}"
+    return None
+
+
+def _engine(timeout: int = ENGINE_TIMEOUT) -> docker.DockerClient:
+    import docker
+
+    client = docker.from_env(timeout=timeout)
+    client.ping()
+    return client
+
+
+def _has_image(client: docker.DockerClient, image: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+class DockerBackend(Backend):
+    """One PostgreSQL and one Redis container per worker, started together."""
+
+    name = "docker"
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        _configure_ryuk()
+        self._containers: dict[Role, Any] = {}
+        # Before any container exists: one whose start a kill cuts short is never tracked
+        # by id, and the reaper then finds it by these labels.
+        ctx.reaper.track_labels(self._labels())
+
+    @classmethod
+    def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
+        problem = _testcontainers_problem() or next(filter(None, map(client_missing, roles)), None)
+        if problem:
+            return problem
+        import docker.errors
+
+        problem = _unreachable()
+        client = None
+        try:
+            client = None if problem else _engine()
+        except docker.errors.DockerException as exc:
+            problem = str(exc).splitlines()[0][:120]
+        if client is None:
+            return (
+                f"no Docker engine answers ({problem}): start one (`docker info` should "
+                "answer) or set servicematrix_backend=local"
+            )
+        wanted = images(config)
+        with closing(client):
+            missing = [wanted[r] for r in roles if not _has_image(client, wanted[r])]
+        if missing and config.backend == "docker":
+            missing = [i for i in missing if not _pull(i)]
+        if missing:
+            return (
+                f"image {', '.join(missing)} is not in the engine and could not be pulled: "
+                f"`docker pull {missing[0]}`, or set servicematrix_image_prefix (or "
+                "servicematrix_pg_image, servicematrix_redis_image) to a registry that has it"
+            )
+        return None
+
+    def start_postgres(self) -> ServerInfo:
+        import psycopg
+
+        password = secrets.token_urlsafe(18)
+        image = images(self.ctx.config)["postgres"]
+        env = {
+            "POSTGRES_USER": "postgres",
+            "POSTGRES_PASSWORD": password,
+            "POSTGRES_DB": "postgres",
+        }
+        container, port = self._run("postgres", image, PG_PORT, env, ["postgres", *_PG_ARGS])
+        conninfo = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2"
+
+        def version() -> str | None:
+            try:
+                with psycopg.connect(conninfo, password=password) as conn:
+                    row = conn.execute("SHOW server_version").fetchone()
+            except psycopg.OperationalError:
+                return None
+            return str(row[0]).split()[0] if row else None
+
+        served = _poll(version, container, image)
+        return ServerInfo(
+            "postgresql", "127.0.0.1", port, "postgres", password, "postgres", served, self.name
+        )
+
+    def start_redis(self) -> ServerInfo:
+        import redis
+
+        password = secrets.token_urlsafe(18)
+        image = images(self.ctx.config)["redis"]
+        command = ["--requirepass", password, "--save", "", "--appendonly", "no"]
+        container, port = self._run("redis", image, REDIS_PORT, {}, command)
+        client = redis.Redis(
+            host="127.0.0.1", port=port, password=password, socket_connect_timeout=2
+        )
+
+        def info() -> dict[str, Any] | None:
+            try:
+                return client.info("server")
+            except redis.RedisError:
+                return None
+
+        with client:
+            server = _poll(info, container, image)
+        product, version = redis_identity(server)
+        return ServerInfo(product, "127.0.0.1", port, "", password, 0, version, self.name)
+
+    def control_unavailable(self) -> str | None:
+        return None
+
+    def stop_server(self, role: Role) -> None:
+        wrapped = self._wrapped(role)
+        self._engine_call(role, "stop", wrapped.kill, signal=STOP_SIGNALS[role].name)
+        self._engine_call(role, "stop", wrapped.wait, timeout=STOP_TIMEOUT)
+
+    def start_server(self, role: Role) -> None:
+        wrapped = self._wrapped(role)
+        self._engine_call(role, "start", wrapped.start)
+        _await_status(wrapped, "running")
+
+    def pause_server(self, role: Role) -> None:
+        wrapped = self._wrapped(role)
+        self._engine_call(role, "pause", wrapped.pause)
+        _await_status(wrapped, "paused")
+
+    def resume_server(self, role: Role) -> None:
+        wrapped = self._wrapped(role)
+        self._engine_call(role, "resume", wrapped.unpause)
+        _await_status(wrapped, "running")
+
+    def _wrapped(self, role: Role) -> Any:
+        container = self._containers.get(role)
+        if container is None:
+            raise ControlError(f"{role} was not started by this worker: nothing to control")
+        return container.get_wrapped_container()
+
+    def _engine_call(self, role: Role, what: str, fn: Any, **kwargs: Any) -> None:
+        import docker.errors
+
+        try:
+            fn(**kwargs)
+        # requests' errors (a timed-out wait) are OSErrors.
+        except (docker.errors.DockerException, OSError) as exc:
+            line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ControlError(f"could not {what} the {role} container: {line}") from None
+
+    def _labels(self) -> dict[str, str]:
+        return {f"{LABEL}.run": self.ctx.run_id, f"{LABEL}.worker": self.ctx.worker_id}
+
+    def _run(
+        self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
+    ) -> tuple[Any, int]:
+        """Start on a host port chosen here: the engine would pick a new one at each restart."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            host_port = free_port()
+            container = self._container(image, env, command)
+            # Loopback only: nothing else on the network may reach a test server.
+            container.ports[f"{port}/tcp"] = ("127.0.0.1", host_port)
+            try:
+                container.start()
+            except Exception as exc:
+                _remove_unstarted(container)
+                if attempt < PORT_ATTEMPTS and any(t in str(exc) for t in _PORT_TAKEN):
+                    continue
+                raise StartupError(f"could not start {image}: {str(exc).splitlines()[0]}") from exc
+            self.ctx.reaper.track_container(container.get_container_id())
+            self._containers[role] = container
+            return container, host_port
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _container(self, image: str, env: dict[str, str], command: list[str]) -> Any:
+        from testcontainers.core.container import DockerContainer
+
+        container = DockerContainer(image).with_command(command).with_kwargs(labels=self._labels())
+        container.with_envs(**env)
+        return container
+
+
+def _remove_unstarted(container: Any) -> None:
+    """Remove a container that was created but failed to start: the reaper never saw it."""
+    import docker.errors
+
+    wrapped = container.get_wrapped_container()
+    if wrapped is not None:
+        with suppress(docker.errors.DockerException):
+            wrapped.remove(force=True, v=True)
+
+
+def _await_status(wrapped: Any, status: str) -> None:
+    """Poll the engine until the container reports ``status``."""
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while True:
+        wrapped.reload()
+        if wrapped.status == status:
+            return
+        if time.monotonic() > deadline:
+            raise ControlError(f"container {wrapped.short_id} is {wrapped.status}, not {status}")
+        time.sleep(POLL_SECONDS / 5)
+
+
+def _poll(probe: Any, container: Any, image: str) -> Any:
+    """Call ``probe`` every POLL_SECONDS until it answers; fail fast if the container exits."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        answer = probe()
+        if answer is not None:
+            return answer
+        wrapped = container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("exited", "dead"):
+            logs = wrapped.logs().decode(errors="replace").strip().splitlines()
+            raise StartupError(f"{image} exited: {logs[-1] if logs else '(no output)'}")
+        time.sleep(POLL_SECONDS)
+    raise StartupError(f"{image} was not ready after {READY_TIMEOUT:.0f} s")
+
+
+def _pull(image: str) -> bool:
+    import docker.errors
+
+    with closing(_engine(PULL_TIMEOUT)) as client:
+        try:
+            client.images.pull(image)
+        except docker.errors.DockerException:
+            return False
+        return _has_image(client, image)
+
+
+def _configure_ryuk() -> None:
+    """Use Ryuk where its image is present; otherwise our reaper alone (it never pulls)."""
+    from testcontainers.core.config import testcontainers_config as tc
+
+    if tc.ryuk_disabled:
+        return
+    with closing(_engine()) as client:
+        if not _has_image(client, tc.ryuk_image):
+            tc.ryuk_disabled = True

@@ -1,0 +1,204 @@
+"""The external backend: servers someone else runs (CI service containers, compose).
+
+Servers we do not own are never wiped: each worker gets a database of its own on
+PostgreSQL (created here, dropped at the end) and a Redis database index of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from urllib.parse import unquote, urlsplit
+
+from servicematrix.backends.base import ROLES, Backend, Role, client_missing
+from servicematrix.config import Config, RedisVersion
+from servicematrix.errors import StartupError, UnavailableError
+from servicematrix.info import ServerInfo, redis_identity
+
+CONNECT_TIMEOUT = 5
+REDIS_DATABASES = 16
+
+
+def _mask(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+def _problem(config: Config, roles: Collection[Role]) -> str | None:
+    """Why the servers at the URLs cannot serve ``roles``, in one line; None if they can."""
+    for role in roles:
+        problem = (
+            _postgres_problem(config.pg_url or "", config.pg)
+            if role == "postgres"
+            else _redis_problem(config.redis_url or "", config.redis)
+        )
+        if problem:
+            return problem
+    return None
+
+
+def _postgres_problem(url: str, wanted: int | None) -> str | None:
+    import psycopg
+
+    conninfo = urlsplit(url)._replace(scheme="postgresql").geturl()
+    try:
+        with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT) as conn:
+            major = conn.info.server_version // 10000
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        return f"cannot use PostgreSQL at {_mask(url)}: {first}; check --servicematrix-pg-url"
+    if wanted is not None and major != wanted:
+        return (
+            f"the server at {_mask(url)} runs PostgreSQL {major}, but --servicematrix-pg={wanted} "
+            f"was asked for: point --servicematrix-pg-url at a PostgreSQL {wanted} server"
+        )
+    return None
+
+
+def _redis_problem(url: str, wanted: RedisVersion | None) -> str | None:
+    import redis
+
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+    )
+    try:
+        with client:
+            product, version = redis_identity(client.info("server"))
+    except redis.RedisError as exc:
+        return f"cannot use Redis at {_mask(url)}: {exc}; check --servicematrix-redis-url"
+    if wanted is not None and (product, int(version.split(".")[0])) != (
+        wanted.product,
+        wanted.major,
+    ):
+        return (
+            f"the server at {_mask(url)} is {product} {version}, but --servicematrix-redis="
+            f"{wanted} was asked for: point --servicematrix-redis-url at a {wanted} server"
+        )
+    return None
+
+
+class ExternalBackend(Backend):
+    """Attaches to ``pg_url`` and ``redis_url``."""
+
+    name = "external"
+    _pg_admin: str | None = None
+    _pg_database: str | None = None
+
+    @classmethod
+    def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
+        urls = {"postgres": config.pg_url, "redis": config.redis_url}
+        missing = [role for role in roles if not urls[role]]
+        if missing:
+            stem = "pg_url" if missing[0] == "postgres" else "redis_url"
+            return (
+                f"the tests use {missing[0]}, which needs a URL: set --servicematrix-"
+                f"{stem.replace('_', '-')} (ini servicematrix_{stem}, env "
+                f"SERVICEMATRIX_{stem.upper()})"
+            )
+        problem = next(filter(None, map(client_missing, roles)), None)
+        # Logging in once here makes a URL that cannot be used one usage error before any
+        # test starts, instead of a failure in every test.
+        return problem or _problem(config, roles)
+
+    def start_postgres(self) -> ServerInfo:
+        import psycopg
+        from psycopg import sql
+
+        url = self.ctx.config.pg_url
+        assert url is not None
+        parts = urlsplit(url)
+        database = f"sm_{self.ctx.run_id}_{self.ctx.worker_id}".lower()
+        conninfo = parts._replace(scheme="postgresql").geturl()
+        try:
+            with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as c:
+                (raw_version,) = c.execute("SHOW server_version").fetchone() or ("?",)
+                version = str(raw_version).split()[0]
+                self._check_major("pg", version, self.ctx.config.pg)
+                c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+        except psycopg.Error as exc:
+            raise UnavailableError(
+                f"cannot use PostgreSQL at {_mask(url)}: {str(exc).strip().splitlines()[0]}; "
+                "check --servicematrix-pg-url"
+            ) from exc
+        self._pg_admin, self._pg_database = conninfo, database
+        return ServerInfo(
+            "postgresql",
+            parts.hostname or "127.0.0.1",
+            parts.port or 5432,
+            unquote(parts.username or ""),
+            unquote(parts.password or ""),
+            database,
+            version,
+            self.name,
+        )
+
+    def start_redis(self) -> ServerInfo:
+        import redis
+
+        url = self.ctx.config.redis_url
+        assert url is not None
+        parts = urlsplit(url)
+        base = int(parts.path.lstrip("/") or 0)
+        index = base + self.ctx.worker_index
+        if index >= REDIS_DATABASES:
+            raise UnavailableError(
+                f"Redis database index {index} for worker {self.ctx.worker_id} is out of range: "
+                "use fewer workers or a lower database index in --servicematrix-redis-url"
+            )
+        try:
+            client = redis.Redis.from_url(
+                url,
+                db=index,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                socket_timeout=CONNECT_TIMEOUT,
+            )
+            with client:
+                info = client.info("server")
+        except redis.RedisError as exc:
+            raise UnavailableError(
+                f"cannot use Redis at {_mask(url)}: {exc}; check --servicematrix-redis-url"
+            ) from exc
+        product, version = redis_identity(info)
+        wanted = self.ctx.config.redis
+        if wanted and wanted.product != product:
+            raise UnavailableError(
+                f"the server at {_mask(url)} is {product} {version}, but {wanted} was asked for"
+            )
+        self._check_major("redis", version, wanted.major if wanted else None)
+        return ServerInfo(
+            product,
+            parts.hostname or "127.0.0.1",
+            parts.port or 6379,
+            unquote(parts.username or ""),
+            unquote(parts.password or ""),
+            index,
+            version,
+            self.name,
+        )
+
+    def control_unavailable(self) -> str | None:
+        return (
+            "the external backend's servers are not ours to stop; fault tests need "
+            "--servicematrix-backend=local or docker"
+        )
+
+    def close(self) -> None:
+        if not (self._pg_admin and self._pg_database):
+            return
+        import psycopg
+        from psycopg import sql
+
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        try:
+            with psycopg.connect(self._pg_admin, autocommit=True, connect_timeout=5) as c:
+                c.execute(drop.format(sql.Identifier(self._pg_database)))
+        except psycopg.Error as exc:
+            raise StartupError(f"could not drop database {self._pg_database}: {exc}") from exc
+
+    def _check_major(self, stem: str, version: str, wanted: int | None) -> None:
+        if wanted is not None and int(version.split(".", maxsplit=1)[0]) != wanted:
+            raise UnavailableError(
+                f"the external server runs version {version}, but --servicematrix-{stem}="
+                f"{wanted} was asked for: point --servicematrix-{stem}-url at a {wanted} server"
+            )

@@ -1,0 +1,306 @@
+"""The local backend: server processes from binaries on this machine, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from servicematrix import binaries
+from servicematrix.backends.base import (
+    ROLES,
+    STOP_SIGNALS,
+    STOP_TIMEOUT,
+    Backend,
+    Role,
+    WorkerContext,
+    client_missing,
+)
+from servicematrix.config import Config
+from servicematrix.errors import ControlError, StartupError
+from servicematrix.info import ServerInfo
+from servicematrix.initdb import SUPERUSER, template_for
+from servicematrix.processes import free_port, give_to_server, spawn, wait_until
+
+PORT_ATTEMPTS = 3
+# Throwaway clusters: durability only costs time here.
+_PG_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "50",
+}
+
+
+def _missing_postgres(config: Config) -> str | None:
+    if binaries.find_postgres(config.pg_major):
+        return None
+    return binaries.missing("PostgreSQL", config.pg_major, binaries.postgres_installations())
+
+
+def _missing_redis(config: Config) -> str | None:
+    version = config.redis_version
+    if binaries.find_redis(version):
+        return None
+    what = "Valkey" if version.product == "valkey" else "Redis"
+    return binaries.missing(what, version.major, binaries.redis_installations(version.product))
+
+
+class LocalBackend(Backend):
+    """Copies a cached cluster and starts ``postgres`` and ``redis-server`` per worker."""
+
+    name = "local"
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        self._launches: dict[Role, _Launch] = {}
+
+    @classmethod
+    def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
+        checks = {"postgres": _missing_postgres, "redis": _missing_redis}
+        return next((p for role in roles if (p := client_missing(role) or checks[role](config))), None)
+
+    def start_postgres(self) -> ServerInfo:
+        found = binaries.find_postgres(self.ctx.config.pg_major)
+        if found is None:
+            raise StartupError(_missing_postgres(self.ctx.config) or "PostgreSQL not found")
+        install = binaries.reachable(found)
+        template = template_for(install, self.ctx.config.cache_dir, self.ctx.reaper.track_path)
+        datadir = self.ctx.workdir / "postgres"
+        shutil.copytree(template.datadir, datadir, symlinks=True)
+        give_to_server(datadir)
+        log = self.ctx.workdir / "postgres.log"
+        port = self._serve(
+            lambda port: [
+                install.bindir / "postgres",
+                "-D",
+                datadir,
+                "-p",
+                str(port),
+                *(arg for k, v in _PG_SETTINGS.items() for arg in ("-c", f"{k}={v}")),
+            ],
+            ready=lambda _port: _pg_ready(datadir),
+            log=log,
+            what=f"PostgreSQL {install.version}",
+            stop_signal=signal.SIGQUIT,
+            role="postgres",
+        )
+        # The cached cluster's password outlives runs; each worker gets its own.
+        password = secrets.token_urlsafe(18)
+        _set_password(port, template.password, password)
+        return ServerInfo(
+            "postgresql",
+            "127.0.0.1",
+            port,
+            SUPERUSER,
+            password,
+            "postgres",
+            install.version,
+            self.name,
+        )
+
+    def start_redis(self) -> ServerInfo:
+        found = binaries.find_redis(self.ctx.config.redis_version)
+        if found is None:
+            raise StartupError(_missing_redis(self.ctx.config) or "Redis not found")
+        install = binaries.reachable(found)
+        password = secrets.token_urlsafe(18)
+        datadir = self.ctx.workdir / "redis"
+        datadir.mkdir(mode=0o700)
+        give_to_server(datadir)
+        port = self._serve(
+            lambda port: [
+                install.binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                datadir,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                password,
+                "--daemonize",
+                "no",
+            ],
+            ready=_accepts,
+            log=self.ctx.workdir / "redis.log",
+            what=f"{install.product} {install.version}",
+            stop_signal=signal.SIGTERM,
+            role="redis",
+        )
+        return ServerInfo(
+            install.product,
+            "127.0.0.1",
+            port,
+            "",
+            password,
+            0,
+            install.version,
+            self.name,
+        )
+
+    def control_unavailable(self) -> str | None:
+        return None
+
+    def stop_server(self, role: Role) -> None:
+        launch = self._launch(role, running=True)
+        launch.proc.send_signal(STOP_SIGNALS[role])
+        # Until wait() reaps it, the pid stays this process's: forgetting it first means
+        # a later clean-up can never signal another process that reuses the pid.
+        self.ctx.reaper.forget_process(launch.proc)
+        try:
+            launch.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.ctx.reaper.track_process(launch.proc, launch.stop_signal)
+            raise ControlError(f"{launch.what} did not stop within {STOP_TIMEOUT:.0f} s") from None
+
+    def start_server(self, role: Role) -> None:
+        launch = self._launch(role, running=False)
+        proc = spawn(launch.argv, launch.log)
+        self.ctx.reaper.track_process(proc, launch.stop_signal)
+        launch.proc = proc
+        try:
+            wait_until(functools.partial(launch.ready, launch.port), proc, launch.log, launch.what)
+        except StartupError as exc:
+            raise ControlError(
+                f"{launch.what} did not start again on port {launch.port}: {exc}"
+            ) from None
+
+    def pause_server(self, role: Role) -> None:
+        self._signal_family(role, signal.SIGSTOP, wanted="T")
+
+    def resume_server(self, role: Role) -> None:
+        self._signal_family(role, signal.SIGCONT, wanted="RSD")
+
+    def _launch(self, role: Role, *, running: bool) -> _Launch:
+        launch = self._launches.get(role)
+        if launch is None:
+            raise ControlError(f"{role} was not started by this worker: nothing to control")
+        if (launch.proc.poll() is None) != running:
+            state = "already running" if launch.proc.returncode is None else "stopped"
+            raise ControlError(
+                f"{launch.what} is {state}: start() a stopped server, stop() a running one"
+            )
+        return launch
+
+    def _signal_family(self, role: Role, sig: int, wanted: str) -> None:
+        launch = self._launch(role, running=True)
+        # The server first, so it forks no child after the list is read; the children
+        # too, because a PostgreSQL backend serves its session on its own (and runs in a
+        # session of its own, so the process group would not reach it).
+        os.kill(launch.proc.pid, sig)
+        for child in _children(launch.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _process_state(launch.proc.pid) not in wanted:
+            if time.monotonic() > deadline:
+                raise ControlError(f"{launch.what} did not take signal {sig} in time")
+            time.sleep(0.005)
+
+    def _serve(
+        self,
+        argv: Callable[[int], Sequence[str | Path]],
+        *,
+        ready: Callable[[int], bool],
+        log: Path,
+        what: str,
+        stop_signal: int,
+        role: Role,
+    ) -> int:
+        """Start on a free port, retrying when another process takes the port first."""
+        for _ in range(PORT_ATTEMPTS):
+            port = free_port()
+            proc = spawn(argv(port), log)
+            self.ctx.reaper.track_process(proc, stop_signal)
+            try:
+                wait_until(functools.partial(ready, port), proc, log, what)
+            except StartupError:
+                if proc.returncode is not None and "in use" in log.read_text(errors="replace"):
+                    continue
+                raise
+            self._launches[role] = _Launch(argv(port), port, ready, log, what, stop_signal, proc)
+            return port
+        raise StartupError(f"{what} could not bind a free port after {PORT_ATTEMPTS} attempts")
+
+
+def _set_password(port: int, current: str, new: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        user=SUPERUSER,
+        password=current,
+        dbname="postgres",
+        connect_timeout=5,
+        autocommit=True,
+    ) as conn:
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(new))
+        )
+
+
+@dataclass
+class _Launch:
+    """How a server was started, so a test can start it again the same way."""
+
+    argv: Sequence[str | Path]
+    port: int
+    ready: Callable[[int], bool]
+    log: Path
+    what: str
+    stop_signal: int
+    proc: subprocess.Popen[bytes]
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _process_state(pid: int) -> str:
+    """The one-letter state in /proc/PID/stat: R, S, D, T (stopped), Z; X when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "X"
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _pg_ready(datadir: Path) -> bool:
+    """postmaster.pid's status line says 'ready' once connections are accepted."""
+    try:
+        lines = (datadir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False

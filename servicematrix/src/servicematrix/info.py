@@ -1,0 +1,57 @@
+"""The connection-info type every backend returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+Product = Literal["postgresql", "redis", "valkey"]
+# The two kinds of server a worker can have; one name each, in code and in settings.
+Role = Literal["postgres", "redis"]
+ROLES: tuple[Role, ...] = ("postgres", "redis")
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A running server: where it listens, who may log in, what it is, who runs it.
+
+    ``url()`` carries the password; build clients from it, e.g.
+    ``redis.Redis.from_url(redis_server.url())``.
+    """
+
+    product: Product
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    # A database name on PostgreSQL; on Redis, the database index.
+    database: str | int
+    version: str
+    backend: str
+
+    @property
+    def major(self) -> int:
+        """The major version, as the server reported it."""
+        return int(self.version.split(".")[0])
+
+    def url(self, scheme: str | None = None, *, masked: bool = False) -> str:
+        """A URL for this server, e.g. ``url("postgresql+asyncpg")``; masked for printing."""
+        default = "postgresql" if self.product == "postgresql" else "redis"
+        password = MASK if masked and self.password else quote(self.password, safe="")
+        user = quote(self.user, safe="")
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        return f"{scheme or default}://{auth}{self.host}:{self.port}/{self.database}"
+
+    def describe(self) -> str:
+        """One line for reports: product, real version, backend and masked URL."""
+        name = {"postgresql": "PostgreSQL", "redis": "Redis", "valkey": "Valkey"}[self.product]
+        return f"{name} {self.version} ({self.backend}) {self.url(masked=True)}"
+
+
+def redis_identity(server: Mapping[str, Any]) -> tuple[Product, str]:
+    """Product and version from ``INFO server``: Valkey names itself in ``server_name``."""
+    product: Product = "valkey" if server.get("server_name") == "valkey" else "redis"
+    return product, str(server.get("valkey_version") or server["redis_version"])

@@ -1,0 +1,379 @@
+"""The pytest plugin: options, hooks and fixture wiring only.
+
+Each pytest process that runs tests (each xdist worker, or pytest itself under -n 0)
+learns from its collected tests which servers they use, checks once that the backend
+can serve them (one usage error otherwise, before the first test) and starts them side
+by side. The xdist controller runs no test and starts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from servicematrix import drivers, envmap
+from servicematrix.backends import Choice, select_backend
+from servicematrix.config import SETTINGS, Config
+from servicematrix.errors import ServiceMatrixError
+from servicematrix.faults import ServerControl
+from servicematrix.info import Role, ServerInfo
+from servicematrix.provision import Worker, new_run_id
+from servicematrix.report import RunState, summary_lines, write_report
+
+if TYPE_CHECKING:
+    import redis
+    from sqlalchemy import Engine
+
+# SQLAlchemy, the drivers and redis-py are imported inside the fixtures that use them,
+# so a pytest run that needs no servers does not pay seconds of imports for them.
+
+STATE = pytest.StashKey[RunState]()
+# What pytest_load_initial_conftests resolved and started: config, backend, servers, run id.
+EARLY = pytest.StashKey[tuple[Config, Choice | None, Worker | None, str]]()
+PREFIX = "servicematrix: "
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("servicematrix", "real PostgreSQL and Redis per worker")
+    for s in SETTINGS:
+        group.addoption(
+            s.cli, dest=s.ini, default=None, help=f"{s.help}. ini: {s.ini}, env: {s.env}"
+        )
+        parser.addini(s.ini, s.help, default=None)
+
+
+def _resolve(config: pytest.Config, options: Any) -> Config:
+    try:
+        return Config.resolve(
+            cli=lambda stem: getattr(options, "servicematrix_" + stem, None),
+            ini=lambda key: config.getini(key) or None,
+            env=os.environ,
+        )
+    except ServiceMatrixError as exc:
+        raise pytest.UsageError(PREFIX + str(exc)) from None
+
+
+def _in_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _in_controller(config: pytest.Config) -> bool:
+    """True in the xdist controller, which hands tests to workers and runs none itself."""
+    return config.pluginmanager.has_plugin("dsession")
+
+
+def _worker_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", {})
+    return str(workerinput.get("workerid") or os.environ.get("PYTEST_XDIST_WORKER") or "main")
+
+
+def _early_controller(options: Any) -> bool:
+    """Before xdist has set a worker up, tell its controller by the -n option it was given."""
+    return not os.environ.get("PYTEST_XDIST_WORKER") and bool(
+        getattr(options, "numprocesses", None) or getattr(options, "tx", None)
+    )
+
+
+def _run_id(given: object) -> str:
+    """An id safe in names (dirs, labels, databases); xdist's testrunuid where there is one."""
+    return re.sub(r"[^a-z0-9]", "", str(given or "").lower())[:16] or new_run_id()
+
+
+def _choose(config: Config, roles: set[Role]) -> Choice:
+    try:
+        return select_backend(config, roles)
+    except ServiceMatrixError as exc:
+        raise pytest.UsageError(PREFIX + str(exc)) from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Servers named by ``env`` start now: conftests and apps read the variables at import."""
+    options = early_config.known_args_namespace
+    config = _resolve(early_config, options)
+    # In an xdist worker, workerinput does not exist yet; xdist set these variables.
+    run_id = _run_id(os.environ.get("PYTEST_XDIST_TESTRUNUID"))
+    roles = envmap.roles(config.env)
+    choice = _choose(config, roles) if roles else None
+    worker = None
+    if choice is not None and not _early_controller(options):
+        worker = _new_worker(config, choice, run_id, roles, _worker_id(early_config))
+        servers = _ready(worker)
+    else:
+        servers = None  # the controller runs no test: stand-ins that refuse connections
+    os.environ.update(envmap.render(config.env, servers))
+    early_config.stash[EARLY] = (config, choice, worker, run_id)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "committed: the test's db_session commits for real; tables are truncated after"
+    )
+    workerinput = getattr(config, "workerinput", {})
+    early = config.stash.get(EARLY, None)
+    resolved, choice, worker, run_id = early or (
+        _resolve(config, config.option),
+        None,
+        None,
+        _run_id(workerinput.get("testrunuid") or getattr(config.option, "testrunuid", None)),
+    )
+    asyncio = config.pluginmanager.has_plugin("asyncio")
+    for driver in resolved.drivers or ():
+        if driver == "async" and (problem := drivers.unavailable(driver, (), asyncio)):
+            raise pytest.UsageError(PREFIX + problem)
+    if asyncio:
+        from servicematrix import asyncfixtures
+
+        scope = asyncfixtures.loop_scope(config)
+        config.pluginmanager.register(asyncfixtures.plugin(scope), "servicematrix.asyncio")
+    if _early_controller(config.option) and getattr(config.option, "testrunuid", "") is None:
+        config.option.testrunuid = run_id  # xdist hands it to every worker
+    config.stash[STATE] = RunState(resolved, run_id, choice, worker)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Check once that the servers the collected tests use can be had, and start them."""
+    state = session.config.stash[STATE]
+    roles = envmap.roles(state.config.env)
+    for item in session.items:
+        roles |= drivers.roles_used(getattr(item, "fixturenames", ()))
+    if not roles or _in_controller(session.config):
+        return
+    try:
+        if state.choice is None:
+            state.choice = select_backend(state.config, roles)
+        elif problem := state.choice.backend.unavailable(state.config, roles):
+            raise ServiceMatrixError(f"{state.choice.name} backend: {problem}")
+    except ServiceMatrixError as exc:
+        _refuse(session.config, PREFIX + str(exc))
+        return
+    if state.worker is None:
+        worker_id = _worker_id(session.config)
+        state.worker = _new_worker(state.config, state.choice, state.run_id, roles, worker_id)
+    else:
+        state.worker.start(roles)
+
+
+def _refuse(config: pytest.Config, message: str) -> None:
+    """One usage error for the run: from a worker, through the controller."""
+    if not _in_worker(config):
+        raise pytest.UsageError(message)
+    from _pytest.reports import CollectReport
+
+    # Every worker sends the same report; xdist shows identical ones once, and the
+    # controller turns it into the usage error (pytest_collectreport below).
+    config.hook.pytest_collectreport(report=CollectReport("", "failed", message, []))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER") or report.nodeid or not report.failed:
+        return
+    if str(report.longrepr).startswith(PREFIX):
+        raise pytest.UsageError(str(report.longrepr))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return config.stash[STATE].header()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "driver" not in metafunc.fixturenames:
+        return
+    asked = metafunc.config.stash[STATE].config.drivers
+    roles = drivers.roles_used(metafunc.fixturenames)
+    asyncio = metafunc.config.pluginmanager.has_plugin("asyncio")
+    for driver in asked or ():
+        if problem := drivers.unavailable(driver, roles, asyncio):
+            raise pytest.UsageError(PREFIX + problem)
+    runnable = drivers.runnable(asked, roles, asyncio)
+    if not runnable:
+        lacking = drivers.unavailable("sync", roles, asyncio)
+        raise pytest.UsageError(f"{PREFIX}{metafunc.definition.nodeid} uses {lacking}")
+    metafunc.parametrize("driver", runnable, indirect=True, ids=runnable)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    output = getattr(node, "workeroutput", {}).get("servicematrix")
+    if output:
+        node.config.stash[STATE].workers.append(output)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After the session's fixtures are torn down: stop this process's servers."""
+    state = session.config.stash[STATE]
+    state.record(_worker_id(session.config))
+    if state.worker is not None:
+        state.worker.close()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is None:
+        write_report(state)
+    elif state.own is not None:
+        workeroutput["servicematrix"] = state.own
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = summary_lines(config.stash[STATE])
+    if lines:
+        terminalreporter.section("servicematrix")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def _new_worker(
+    config: Config, choice: Choice, run_id: str, roles: set[Role], worker_id: str
+) -> Worker:
+    # An xdist worker's parent is the controller: servers must not outlive it either.
+    watch_pid = os.getppid() if worker_id != "main" else None
+    try:
+        return Worker(config, choice.name, run_id, worker_id, watch_pid, roles)
+    except ServiceMatrixError as exc:
+        problem = exc
+    raise _failure(problem)
+
+
+def _ready(worker: Worker, role: Role | None = None) -> Any:
+    try:
+        return worker.ready() if role is None else worker.server(role)
+    except ServiceMatrixError as exc:
+        problem = exc
+    raise _failure(problem)
+
+
+def _failure(problem: ServiceMatrixError) -> BaseException:
+    # Raised outside the except block: pytest would print the exception chain otherwise.
+    return pytest.fail.Exception(PREFIX + str(problem), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def servicematrix_worker(request: pytest.FixtureRequest) -> Worker:
+    """This process's servers: those its tests use start before the first test."""
+    state = request.config.stash[STATE]
+    if state.worker is None:
+        if state.choice is None:
+            state.choice = _choose(state.config, set())
+        worker_id = _worker_id(request.config)
+        state.worker = _new_worker(state.config, state.choice, state.run_id, set(), worker_id)
+    return state.worker
+
+
+@pytest.fixture(scope="session")
+def pg_server(servicematrix_worker: Worker) -> ServerInfo:
+    """This worker's PostgreSQL."""
+    return _ready(servicematrix_worker, "postgres")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def redis_server(servicematrix_worker: Worker) -> ServerInfo:
+    """This worker's Redis (or Valkey)."""
+    return _ready(servicematrix_worker, "redis")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def servicematrix_db_setup(pg_server: ServerInfo) -> None:
+    """Override to create the schema once per worker (migrations, create_all)."""
+
+
+@pytest.fixture(scope="session")
+def servicematrix_session_class() -> type[Any]:
+    """The class of ``db_session`` under the sync driver; override for e.g. SQLModel's."""
+    from sqlalchemy.orm import Session
+
+    return Session
+
+
+@pytest.fixture(scope="session")
+def servicematrix_async_session_class() -> type[Any]:
+    """The class of ``db_session`` under the async driver."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    return AsyncSession
+
+
+@pytest.fixture
+def driver(request: pytest.FixtureRequest) -> str:
+    """'sync' or 'async': tests that use it run once per driver installed (or asked for)."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def sync_engine(
+    pg_server: ServerInfo, servicematrix_db_setup: None, servicematrix_worker: Worker
+) -> Iterator[Engine]:
+    """A psycopg engine on this worker's database."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(pg_server.url("postgresql+psycopg"))
+    servicematrix_worker.control().follow(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_engine(driver: str, request: pytest.FixtureRequest) -> Any:
+    """The engine of the test's driver."""
+    return request.getfixturevalue(f"{driver}_engine")
+
+
+@pytest.fixture
+def sync_db_session(
+    request: pytest.FixtureRequest, sync_engine: Engine, servicematrix_session_class: type[Any]
+) -> Iterator[Any]:
+    """A Session rolled back after the test (or committing, under @pytest.mark.committed)."""
+    from servicematrix import isolation
+
+    committed = request.node.get_closest_marker("committed") is not None
+    isolate = isolation.committed_session if committed else isolation.rollback_session
+    with isolate(sync_engine, servicematrix_session_class) as session:
+        yield session
+
+
+@pytest.fixture
+def db_session(driver: str, request: pytest.FixtureRequest) -> Any:
+    """The isolated session of the test's driver: Session or AsyncSession."""
+    return request.getfixturevalue(f"{driver}_db_session")
+
+
+@pytest.fixture(scope="session")
+def _sync_redis_client(redis_server: ServerInfo) -> Iterator[redis.Redis]:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url())
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def sync_redis(_sync_redis_client: redis.Redis) -> Iterator[redis.Redis]:
+    """A redis-py client on this worker's database, flushed after the test."""
+    yield _sync_redis_client
+    _sync_redis_client.flushdb()
+
+
+@pytest.fixture
+def redis_client(driver: str, request: pytest.FixtureRequest) -> Any:
+    """The Redis client of the test's driver, flushed after the test."""
+    return request.getfixturevalue(f"{driver}_redis")
+
+
+@pytest.fixture
+def servicematrix_servers(servicematrix_worker: Worker) -> Iterator[ServerControl]:
+    """This worker's own servers, to stop, start, restart, pause and resume for real.
+
+    Skips where the servers are not ours to stop (the external backend). Whatever
+    the test leaves stopped or paused is brought back after it.
+    """
+    control = servicematrix_worker.control()
+    if control.unavailable:
+        pytest.skip(PREFIX + control.unavailable)
+    try:
+        yield control
+    finally:
+        control.recover()

@@ -1,0 +1,109 @@
+"""Per-worker provisioning, independent of pytest: one backend, the servers asked for at once."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from servicematrix.backends import Backend, WorkerContext, registry
+from servicematrix.config import Config
+from servicematrix.faults import ServerControl
+from servicematrix.info import ROLES, Role, ServerInfo
+from servicematrix.processes import data_root, give_to_server
+from servicematrix.reaper import Reaper
+
+
+class Worker:
+    """The servers of one pytest process; started together, removed together.
+
+    ``roles`` start at once, side by side; any other starts when first asked for.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        backend: str,
+        run_id: str,
+        worker_id: str = "main",
+        watch_pid: int | None = None,
+        roles: Collection[Role] = ROLES,
+    ) -> None:
+        started = time.perf_counter()
+        reaper = Reaper(watch_pid)
+        workdir = Path(
+            tempfile.mkdtemp(
+                prefix=f"servicematrix-{run_id}-{worker_id}-", dir=config.tmp_dir or data_root()
+            )
+        )
+        reaper.track_path(workdir)
+        give_to_server(workdir)
+        ctx = WorkerContext(config, run_id, worker_id, reaper, workdir)
+        self.backend: Backend = registry()[backend](ctx)
+        self._reaper = reaper
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="servicematrix")
+        self._servers: dict[Role, Future[ServerInfo]] = {}
+        self._started = started
+        self.seconds: float | None = None
+        self._control: ServerControl | None = None
+        self.start(roles)
+
+    def start(self, roles: Collection[Role]) -> None:
+        """Begin starting ``roles`` that are not started yet, without waiting for them."""
+        starters = {"postgres": self.backend.start_postgres, "redis": self.backend.start_redis}
+        for role in ROLES:
+            if role in roles and role not in self._servers:
+                self._servers[role] = self._pool.submit(starters[role])
+
+    def server(self, role: Role) -> ServerInfo:
+        """``role``'s server, once it accepts connections (started now if it was not)."""
+        self.start([role])
+        return self._servers[role].result()
+
+    def postgres(self) -> ServerInfo:
+        """PostgreSQL, once it accepts connections."""
+        return self.server("postgres")
+
+    def redis(self) -> ServerInfo:
+        """The Redis-compatible server, once it accepts connections."""
+        return self.server("redis")
+
+    @property
+    def roles(self) -> list[Role]:
+        """The servers asked for so far."""
+        return [role for role in ROLES if role in self._servers]
+
+    def ready(self) -> dict[Role, ServerInfo]:
+        """Every server asked for so far; records how long provisioning took."""
+        servers = {role: self.server(role) for role in self.roles}
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self._started
+        return servers
+
+    def control(self) -> ServerControl:
+        """Stop, start, restart or pause this worker's servers, for fault tests."""
+        if self._control is None:
+            self._control = ServerControl(self.backend, self.ready())
+        return self._control
+
+    def close(self) -> None:
+        """Stop the servers and remove their files, then the reaper exits."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.backend.close()
+        finally:
+            self._reaper.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def new_run_id() -> str:
+    """Short and unique enough to tell concurrent runs apart on one host."""
+    return f"{os.getpid():x}{int(time.time() * 1000) % 0xFFFFFF:06x}"

@@ -1,0 +1,76 @@
+"""What a run was asked for and what actually served it, for headers and summaries."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from servicematrix.backends import Choice
+from servicematrix.config import Config
+from servicematrix.errors import ServiceMatrixError
+from servicematrix.info import ServerInfo
+from servicematrix.provision import Worker
+
+
+@dataclass
+class RunState:
+    """Per pytest process: the config, the run id shared by all workers, what served."""
+
+    config: Config
+    run_id: str
+    choice: Choice | None = None
+    worker: Worker | None = None
+    own: dict[str, Any] | None = None
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+    def header(self) -> str:
+        c = self.config
+        drivers = ",".join(c.drivers) if c.drivers else "each installed"
+        return (
+            f"servicematrix: backend={c.backend} pg={c.pg_major} redis={c.redis_version} "
+            f"drivers={drivers} run={self.run_id}"
+        )
+
+    def record(self, worker_id: str) -> None:
+        """Remember what served this process, if it started servers and they came up."""
+        if self.worker is None or not self.worker.roles or self.choice is None:
+            return
+        try:
+            servers = list(self.worker.ready().values())
+        except ServiceMatrixError:
+            return
+        self.own = {
+            "worker": worker_id,
+            "backend": self.choice.name,
+            "why": self.choice.why,
+            "described": [s.describe() for s in servers],
+            "servers": [_public(s) for s in servers],
+            "seconds": self.worker.seconds,
+        }
+        self.workers.append(self.own)
+
+
+def _public(info: ServerInfo) -> dict[str, Any]:
+    fields = asdict(info)
+    fields.pop("password")
+    return fields
+
+
+def write_report(state: RunState) -> None:
+    """The JSON report, for tools that summarise many runs (the nox matrix)."""
+    if state.config.report is None:
+        return
+    state.config.report.parent.mkdir(parents=True, exist_ok=True)
+    body = {"run": state.run_id, "workers": sorted(state.workers, key=lambda w: str(w["worker"]))}
+    state.config.report.write_text(json.dumps(body, indent=2) + "\n")
+
+
+def summary_lines(state: RunState) -> list[str]:
+    """Which backend served and why, then one line per worker, sorted by worker id."""
+    workers = sorted(state.workers, key=lambda w: str(w["worker"]))
+    chosen = sorted({f"backend {w['backend']} ({w['why']})" for w in workers})
+    return chosen + [
+        f"{w['worker']}: {'; '.join(w['described'])}; ready in {w['seconds']:.2f} s"
+        for w in workers
+    ]

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from servicematrix.info import ServerInfo
+from servicematrix.provision import Worker, new_run_id
+
+from .support import INNER_INI, LOCAL
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester whose runs see no servicematrix settings but their own."""
+    # Inner runs are plain pytest runs, even inside an xdist worker of ours.
+    for name in list(os.environ):
+        if name.startswith(("SERVICEMATRIX_", "PYTEST_XDIST_")):
+            monkeypatch.delenv(name)
+    pytester.makeini(INNER_INI)
+    return pytester
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[tuple[ServerInfo, ServerInfo]]:
+    """A PostgreSQL and a Redis of our own, to play 'somebody else's servers'."""
+    with Worker(LOCAL, "local", new_run_id(), "external-fixture") as worker:
+        pg, rd = worker.ready().values()
+        yield pg, rd
+
+
+def run_ids_alive(run_id: str) -> list[str]:
+    """Command lines of live processes and paths that carry ``run_id``."""
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
+    procs = [line for line in out.stdout.splitlines() if run_id in line and "ps -eo" not in line]
+    dirs = [str(p) for root in (Path("/dev/shm"), Path("/tmp")) for p in root.glob(f"*{run_id}*")]
+    return procs + dirs

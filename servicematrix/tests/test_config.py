@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+
+from servicematrix.config import SETTINGS, Config, RedisVersion
+from servicematrix.errors import ConfigError
+from servicematrix.info import ServerInfo
+
+
+def resolve(cli: dict[str, str], ini: dict[str, str], env: dict[str, str]) -> Config:
+    return Config.resolve(cli=cli.get, ini=ini.get, env=env)
+
+
+def test_cli_beats_ini_beats_env_beats_default() -> None:
+    assert resolve({}, {}, {}).backend == "auto"
+    assert resolve({}, {}, {"SERVICEMATRIX_PG": "13"}).pg == 13
+    assert resolve({}, {"servicematrix_pg": "15"}, {"SERVICEMATRIX_PG": "13"}).pg == 15
+    assert resolve({"pg": "16"}, {"servicematrix_pg": "15"}, {"SERVICEMATRIX_PG": "13"}).pg == 16
+
+
+def test_every_setting_has_one_stem_in_three_names() -> None:
+    for s in SETTINGS:
+        assert s.cli == "--servicematrix-" + s.stem.replace("_", "-")
+        assert s.ini == "servicematrix_" + s.stem
+        assert s.env == "SERVICEMATRIX_" + s.stem.upper()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7", RedisVersion("redis", 7)),
+        ("redis-6", RedisVersion("redis", 6)),
+        ("valkey-8", RedisVersion("valkey", 8)),
+        ("Valkey-8", RedisVersion("valkey", 8)),
+    ],
+)
+def test_redis_versions(value: str, expected: RedisVersion) -> None:
+    assert Config.parse({"redis": value}).redis == expected
+
+
+def test_driver_selection() -> None:
+    assert Config.parse({}).drivers is None  # each driver whose libraries are installed
+    assert Config.parse({"driver": "both"}).drivers == ("sync", "async")
+    assert Config.parse({"driver": "async"}).drivers == ("async",)
+
+
+@pytest.mark.parametrize(
+    ("stem", "value", "fix"),
+    [
+        ("backend", "podman", "one of auto, docker, local, external"),
+        ("pg", "15.4", "a major version such as 15"),
+        ("redis", "keydb-6", "valkey-8"),
+        ("driver", "trio", "both, sync or async"),
+        ("pg_url", "mysql://u:secret@h/db", "postgresql://"),
+        ("redis_url", "localhost:6379", "redis://"),
+    ],
+)
+def test_bad_values_name_setting_and_fix(stem: str, value: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.parse({stem: value})
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"--servicematrix-{stem.replace('_', '-')}" in message
+    assert fix in message
+    assert "secret" not in message
+
+
+def test_defaults_do_not_depend_on_the_machine() -> None:
+    assert (Config.parse({}).pg_major, str(Config.parse({}).redis_version)) == (17, "redis-7")
+    assert Config.parse({"pg": "15"}).pg_major == 15
+    assert str(Config.parse({"redis": "valkey-8"}).redis_version) == "valkey-8"
+
+
+def test_server_info_masks_password() -> None:
+    info = ServerInfo("postgresql", "127.0.0.1", 5432, "u", "p@ss", "db", "15.4", "local")
+    assert info.url("postgresql+asyncpg") == "postgresql+asyncpg://u:p%40ss@127.0.0.1:5432/db"
+    assert "p@ss" not in info.describe()
+    assert "p@ss" not in repr(info)
+    assert info.major == 15

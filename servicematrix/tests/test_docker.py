@@ -1,0 +1,167 @@
+"""The docker backend: per-worker containers, labels, loopback ports, no leftovers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from servicematrix.backends.docker import DockerBackend, images
+from servicematrix.config import Config
+
+DOCKER = ("--servicematrix-backend=docker", "--servicematrix-pg=15", "--servicematrix-redis=7")
+CLEANUP_SECONDS = 15.0
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """The Docker engine; without one these tests skip, except under CI where they fail."""
+    config = Config.parse({"backend": "docker", "pg": "15", "redis": "7"})
+    reason = DockerBackend.unavailable(config)
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"docker backend unavailable under CI: {reason}")
+        pytest.skip(reason)
+    import docker
+
+    with closing(docker.from_env()) as client:
+        yield client
+
+
+def run_containers(client: Any, run_id: str) -> list[str]:
+    """Ids of ``run_id``'s containers; sparse, so one removed meanwhile is no error."""
+    label = {"label": f"io.servicematrix.run={run_id}"}
+    return [c.id for c in client.containers.list(all=True, sparse=True, filters=label)]
+
+
+def run_id_of(output: str) -> str:
+    match = re.search(r"servicematrix: backend=\S+ .* run=(\w+)", output)
+    assert match, output
+    return match.group(1)
+
+
+def test_two_workers_two_of_each_on_loopback_none_after(
+    inner: pytest.Pytester, engine: Any
+) -> None:
+    out = inner.mkdir("seen")
+    # --dist each: both workers run the test, and each records its own containers
+    # while they are certainly alive (a worker that finishes first removes its own).
+    inner.makepyfile(
+        f"""
+        import json, pathlib, docker
+        from servicematrix.plugin import STATE
+
+        def test_containers(pg_server, redis_server, request):
+            run = request.config.stash[STATE].run_id
+            worker = request.config.workerinput["workerid"]
+            labels = ["io.servicematrix.run=" + run, "io.servicematrix.worker=" + worker]
+            client = docker.from_env()
+            ids = [c.id for c in client.containers.list(sparse=True, filters={{"label": labels}})]
+            found = [client.api.inspect_container(i) for i in ids]
+            client.close()
+            bindings = [
+                b for c in found for bs in c["NetworkSettings"]["Ports"].values() for b in bs or []
+            ]
+            pathlib.Path({str(out)!r}, worker).write_text(json.dumps({{
+                "run": run,
+                "containers": ids,
+                "images": sorted(c["Config"]["Image"] for c in found),
+                "bindings": [[b["HostIp"], b["HostPort"]] for b in bindings],
+            }}))
+            assert pg_server.backend == redis_server.backend == "docker"
+        """
+    )
+    result = inner.runpytest("-n", "2", "--dist", "each", *DOCKER)
+    result.assert_outcomes(passed=2)
+    seen = [json.loads(p.read_text()) for p in sorted(out.iterdir())]
+    assert len(seen) == 2
+    assert [w["images"] for w in seen] == [["postgres:15", "redis:7"]] * 2
+    assert len({c for w in seen for c in w["containers"]}) == 4
+    bindings = [tuple(b) for w in seen for b in w["bindings"]]
+    assert {host for host, _ in bindings} == {"127.0.0.1"}
+    assert len({port for _, port in bindings}) == len(bindings) == 4
+    assert run_containers(engine, seen[0]["run"]) == []
+
+
+def start_blocking_run(directory: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    directory.mkdir()
+    (directory / "test_block.py").write_text(
+        "import os, pathlib, time\n\n"
+        "def test_block(pg_server, redis_server):\n"
+        "    pathlib.Path('started').write_text(str(os.getpid()))\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while time.monotonic() < deadline:\n"
+        "        time.sleep(0.05)\n"
+    )
+    (directory / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    log = directory / f"{name}.log"
+    argv = [sys.executable, "-m", "pytest", "-n", "2", *DOCKER]
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(argv, cwd=directory, stdout=sink, stderr=subprocess.STDOUT)
+    return proc, log
+
+
+def wait_until(condition: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_kill_9_removes_this_runs_containers_only(inner: pytest.Pytester, engine: Any) -> None:
+    runs = [start_blocking_run(inner.path / name, name) for name in ("a", "b")]
+    try:
+        for name in ("a", "b"):
+            wait_until(lambda d=name: (inner.path / d / "started").exists(), f"run {name} started")
+        ids = [run_id_of(log.read_text()) for _, log in runs]
+        # One test each: one worker per run provisions one PostgreSQL and one Redis.
+        wait_until(
+            lambda: all(len(run_containers(engine, i)) == 2 for i in ids), "2 containers each"
+        )
+        os.kill(runs[0][0].pid, signal.SIGKILL)
+        runs[0][0].wait()
+        wait_until(
+            lambda: run_containers(engine, ids[0]) == [], "run a's containers gone", CLEANUP_SECONDS
+        )
+        assert len(run_containers(engine, ids[1])) == 2
+    finally:
+        for proc, _ in runs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+        # The xdist worker running the blocked test outlives its killed controller.
+        for started in inner.path.glob("*/started"):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(started.read_text()), signal.SIGKILL)
+
+
+def test_missing_image_is_a_usage_error(inner: pytest.Pytester, engine: Any) -> None:
+    inner.makepyfile("def test_a(pg_server):\n    pass\n")
+    result = inner.runpytest(*DOCKER, "--servicematrix-pg-image=servicematrix-absent:{version}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: servicematrix: docker backend: image servicematrix-absent:15 is not in the "
+            "engine and could not be pulled: `docker pull servicematrix-absent:15`, or set "
+            "servicematrix_image_prefix*"
+        ]
+    )
+
+
+def test_image_names_follow_settings() -> None:
+    config = Config.parse({"pg": "16", "redis": "valkey-8", "image_prefix": "mirror.example/lib/"})
+    assert images(config) == {
+        "postgres": "mirror.example/lib/postgres:16",
+        "redis": "mirror.example/lib/valkey/valkey:8",
+    }

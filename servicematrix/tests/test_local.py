@@ -1,0 +1,156 @@
+"""The local backend through the plugin's fixtures, in pytester runs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from servicematrix import binaries
+from servicematrix.config import RedisVersion
+from servicematrix.processes import as_server_account, server_account
+
+from .support import PG, REDIS
+
+ISOLATION = """
+import pytest
+from sqlalchemy import text
+
+@pytest.fixture(scope="session")
+def servicematrix_db_setup(pg_server):
+    from sqlalchemy import create_engine
+    engine = create_engine(pg_server.url("postgresql+psycopg"))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (id serial PRIMARY KEY, body text)"))
+    engine.dispose()
+
+async def run(result):
+    return await result if hasattr(result, "__await__") else result
+
+@pytest.mark.parametrize("n", [1, 2])
+async def test_rollback_isolation(db_session, redis_client, n):
+    count = (await run(db_session.execute(text("SELECT count(*) FROM notes")))).scalar()
+    assert count == 0
+    assert await run(redis_client.dbsize()) == 0
+    await run(db_session.execute(text("INSERT INTO notes (body) VALUES ('x')")))
+    await run(db_session.commit())
+    await run(redis_client.set("k", "v"))
+
+@pytest.mark.committed
+async def test_committed_is_seen_by_other_connections(db_session, db_engine, driver):
+    await run(db_session.execute(text("INSERT INTO notes (body) VALUES ('c')")))
+    await run(db_session.commit())
+    if driver == "sync":
+        with db_engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 1
+    else:
+        async with db_engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM notes"))).scalar() == 1
+
+def test_after_committed_tables_are_emptied_and_ids_restart(sync_db_session):
+    assert sync_db_session.execute(text("SELECT count(*) FROM notes")).scalar() == 0
+    new_id = sync_db_session.execute(text("INSERT INTO notes (body) VALUES ('n') RETURNING id"))
+    assert new_id.scalar() == 1
+"""
+
+
+def test_fixtures_isolate_each_test_under_both_drivers(inner: pytest.Pytester) -> None:
+    inner.makepyfile(ISOLATION)
+    result = inner.runpytest("-p", "no:randomly", "--servicematrix-backend=local", "-v")
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_rollback_isolation?sync-1?*PASSED*",
+            "*test_rollback_isolation?async-2?*PASSED*",
+            "*main: PostgreSQL * (local) postgresql://postgres:***@127.0.0.1:*; Redis*ready in*",
+        ]
+    )
+
+
+def test_driver_option_selects_one_driver(inner: pytest.Pytester) -> None:
+    inner.makepyfile("def test_d(driver):\n    assert driver == 'async'\n")
+    inner.runpytest("--servicematrix-driver=async").assert_outcomes(passed=1)
+
+
+def test_driver_from_environment(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICEMATRIX_DRIVER", "sync")
+    inner.makepyfile("def test_d(driver):\n    assert driver == 'sync'\n")
+    inner.runpytest().assert_outcomes(passed=1)
+
+
+def test_requested_versions_are_the_ones_served(inner: pytest.Pytester) -> None:
+    pg = binaries.postgres_installations()[-1]
+    rd = binaries.redis_installations("redis")[-1]
+    inner.makepyfile(
+        f"""
+        def test_versions(pg_server, redis_server):
+            assert pg_server.major == {pg.major}
+            assert redis_server.product == "{rd.product}"
+            assert redis_server.version == "{rd.version}"
+            assert pg_server.backend == redis_server.backend == "local"
+        """
+    )
+    result = inner.runpytest(
+        "--servicematrix-backend=local",
+        f"--servicematrix-pg={pg.major}",
+        f"--servicematrix-redis={rd.product}-{rd.major}",
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_binaries_report_their_own_versions() -> None:
+    pg = binaries.find_postgres(PG)
+    assert pg is not None
+    assert pg.product == "postgresql"
+    assert pg.version.startswith(f"{PG}.")
+    assert binaries.find_postgres(pg.major) == pg
+    assert binaries.find_postgres(9) is None
+    assert binaries.find_redis(RedisVersion("redis", 99)) is None
+
+
+def test_fresh_cache_is_initialised_once_for_concurrent_workers(
+    inner: pytest.Pytester, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    inner.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_server(pg_server, n):
+            assert pg_server.backend == "local"
+        """
+    )
+    result = inner.runpytest(
+        "-n", "2", "--servicematrix-backend=local", f"--servicematrix-cache-dir={cache}"
+    )
+    result.assert_outcomes(passed=2)
+    entries = list((cache / "postgres").iterdir())
+    assert [e.name.split("-")[0] for e in entries] == [binaries.find_postgres(PG).version]  # type: ignore[union-attr]
+    assert (entries[0] / "data" / "PG_VERSION").exists()
+
+
+def test_binaries_in_a_private_directory_are_made_reachable(tmp_path: Path) -> None:
+    found = binaries.find_redis(REDIS)
+    assert found is not None
+    private = tmp_path / "private"
+    (private / "pkg" / "bin").mkdir(parents=True)
+    private.chmod(0o700)
+    binary = private / "pkg" / "bin" / found.binary.name
+    shutil.copy2(found.binary, binary)
+    install = binaries.Installation(found.product, binary, found.version)
+    usable = binaries.reachable(install)
+    if server_account() is None:
+        assert usable == install  # servers run as ourselves: nothing to copy
+    else:
+        assert not usable.binary.is_relative_to(private)
+    out = subprocess.run(
+        [usable.binary, "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        **as_server_account(),
+    )
+    assert found.version in out.stdout
