@@ -386,7 +386,7 @@ def main() -> None:
     try:
         config = Config.parse({"backend": args.backend, "pg": args.pg, "redis": args.redis})
         with Worker(config, select_backend(config).name, new_run_id(), "bench") as worker:
-            pg, rd = worker.ready()
+            pg, rd = worker.ready().values()
             print(f"servers: {pg.describe()}; {rd.describe()}", flush=True)
             samples = {driver: measure(driver, pg, rd, args) for driver in DRIVERS}
             load = os.getloadavg()[0]

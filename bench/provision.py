@@ -52,7 +52,7 @@ def testcontainers_once(config: Config) -> float:
 
     from servicematrix.backends.docker import images
 
-    pg_image, redis_image = images(config)
+    pg_image, redis_image = images(config).values()
     started = time.perf_counter()
     with PostgresContainer(pg_image, driver=None), RedisContainer(redis_image):
         return time.perf_counter() - started

@@ -178,7 +178,7 @@ def try_all(root: Path) -> list[Outcome]:
     outcomes = []
     config = Config(backend="local")
     with Worker(config, "local", new_run_id(), "bad-config") as worker, not_an_engine() as port:
-        pg, rd = worker.ready()
+        pg, rd = worker.ready().values()
         values = {
             "tmp": str(suite),
             "listener": str(port),

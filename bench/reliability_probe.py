@@ -82,7 +82,7 @@ def _reliability_sample(_reliability_probe: Probe) -> Iterator[None]:
 def mark(pg: ServerInfo, rd: ServerInfo, run: str) -> None:
     """Write ``run`` where only a process holding this run's passwords could change it."""
     comment = sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-        sql.Identifier(pg.database), sql.Literal(f"owner {run}")
+        sql.Identifier(str(pg.database)), sql.Literal(f"owner {run}")
     )
     with psycopg.connect(pg.url(), autocommit=True) as conn:
         conn.execute(comment)

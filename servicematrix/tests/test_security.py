@@ -94,7 +94,9 @@ def test_every_run_has_its_own_passwords(runs: list[Worker]) -> None:
 
 
 def test_no_password_is_shown_by_repr_or_str(runs: list[Worker]) -> None:
-    shown = " ".join(f"{info!r} {info} {info.describe()}" for w in runs for info in w.ready().values())
+    shown = " ".join(
+        f"{info!r} {info} {info.describe()}" for w in runs for info in w.ready().values()
+    )
     assert "***" in shown
     assert not [p for p in passwords(runs) if p in shown]
 

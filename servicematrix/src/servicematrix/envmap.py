@@ -56,7 +56,7 @@ def render(
         spec = _SPEC.match(match.group(1))
         assert spec is not None, "checked when the setting was parsed"
         role, field, scheme = spec.groups()
-        server = known[role]
+        server = known["postgres" if role == "postgres" else "redis"]
         if field:
             return str(getattr(server, field))
         return server.url(scheme)

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-SessionT = TypeVar("SessionT", bound=Session)
-AsyncSessionT = TypeVar("AsyncSessionT", bound=AsyncSession)
 KEEP_TABLES = ("alembic_version",)
 # One round trip, whatever the number of tables.
 TRUNCATE_ALL = """
@@ -39,9 +36,7 @@ END $$
 
 
 @contextmanager
-def rollback_session(
-    engine: Engine, session_class: type[SessionT] = Session  # type: ignore[assignment]
-) -> Iterator[SessionT]:
+def rollback_session(engine: Engine, session_class: type[Session] = Session) -> Iterator[Session]:
     """A session (``session_class``, e.g. SQLModel's) whose every change is rolled back."""
     with engine.connect() as connection:
         outer = connection.begin()
@@ -57,9 +52,8 @@ def rollback_session(
 
 @asynccontextmanager
 async def async_rollback_session(
-    engine: AsyncEngine,
-    session_class: type[AsyncSessionT] = AsyncSession,  # type: ignore[assignment]
-) -> AsyncIterator[AsyncSessionT]:
+    engine: AsyncEngine, session_class: type[AsyncSession] = AsyncSession
+) -> AsyncIterator[AsyncSession]:
     """An async session whose every change is rolled back when the block ends."""
     async with engine.connect() as connection:
         outer = await connection.begin()
@@ -72,9 +66,7 @@ async def async_rollback_session(
 
 
 @contextmanager
-def committed_session(
-    engine: Engine, session_class: type[SessionT] = Session  # type: ignore[assignment]
-) -> Iterator[SessionT]:
+def committed_session(engine: Engine, session_class: type[Session] = Session) -> Iterator[Session]:
     """A session that commits for real; every table is emptied afterwards."""
     session = session_class(engine)
     try:
@@ -87,9 +79,8 @@ def committed_session(
 
 @asynccontextmanager
 async def async_committed_session(
-    engine: AsyncEngine,
-    session_class: type[AsyncSessionT] = AsyncSession,  # type: ignore[assignment]
-) -> AsyncIterator[AsyncSessionT]:
+    engine: AsyncEngine, session_class: type[AsyncSession] = AsyncSession
+) -> AsyncIterator[AsyncSession]:
     """An async session that commits for real; every table is emptied afterwards."""
     session = session_class(engine)
     try:

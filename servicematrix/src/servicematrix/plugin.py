@@ -233,7 +233,7 @@ def _new_worker(
     # An xdist worker's parent is the controller: servers must not outlive it either.
     watch_pid = os.getppid() if worker_id != "main" else None
     try:
-        return Worker(config, choice.name, run_id, worker_id, watch_pid, roles)
+        return Worker(config, choice.name, run_id, worker_id, watch_pid, roles=roles)
     except ServiceMatrixError as exc:
         problem = exc
     raise _failure(problem)

@@ -30,6 +30,7 @@ class Worker:
         run_id: str,
         worker_id: str = "main",
         watch_pid: int | None = None,
+        *,
         roles: Collection[Role] = ROLES,
     ) -> None:
         started = time.perf_counter()

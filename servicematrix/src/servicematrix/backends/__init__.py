@@ -46,7 +46,7 @@ def select_backend(config: Config, roles: Collection[Role] = ROLES) -> Choice:
             raise UnavailableError(f"{chosen.name} backend: {reason}")
         why = "asked for" if config.backend != "auto" else "auto: URLs are set"
         return Choice(chosen, why)
-    reasons = []
+    reasons: list[str] = []
     for backend in backends.values():
         if backend is ExternalBackend:
             continue  # only with URLs, handled above

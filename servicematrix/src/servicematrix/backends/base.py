@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 import signal
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Collection
 from typing import ClassVar
 
 from servicematrix.config import Config
@@ -31,7 +31,10 @@ STOP_TIMEOUT = 30.0
 
 
 # The client library each server is provisioned and checked with, and the extra that has it.
-_CLIENTS: dict[Role, tuple[str, str]] = {"postgres": ("psycopg", "postgres"), "redis": ("redis", "redis")}
+_CLIENTS: dict[Role, tuple[str, str]] = {
+    "postgres": ("psycopg", "postgres"),
+    "redis": ("redis", "redis"),
+}
 
 
 def client_missing(role: Role) -> str | None:

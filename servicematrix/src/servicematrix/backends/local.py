@@ -69,7 +69,9 @@ class LocalBackend(Backend):
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
         checks = {"postgres": _missing_postgres, "redis": _missing_redis}
-        return next((p for role in roles if (p := client_missing(role) or checks[role](config))), None)
+        return next(
+            (p for role in roles if (p := client_missing(role) or checks[role](config))), None
+        )
 
     def start_postgres(self) -> ServerInfo:
         found = binaries.find_postgres(self.ctx.config.pg_major)
