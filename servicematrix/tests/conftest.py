@@ -14,14 +14,20 @@ from .support import INNER_INI, LOCAL
 
 
 @pytest.fixture
-def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def clean(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A pytester whose runs see no servicematrix settings but their own."""
     # Inner runs are plain pytest runs, even inside an xdist worker of ours.
     for name in list(os.environ):
         if name.startswith(("SERVICEMATRIX_", "PYTEST_XDIST_")):
             monkeypatch.delenv(name)
-    pytester.makeini(INNER_INI)
     return pytester
+
+
+@pytest.fixture
+def inner(clean: pytest.Pytester) -> pytest.Pytester:
+    """``clean``, with the ini the plugin's inner test projects share."""
+    clean.makeini(INNER_INI)
+    return clean
 
 
 @pytest.fixture(scope="session")
