@@ -1,8 +1,7 @@
+import models  # noqa: F401 - registers the tables
 import pytest
 from sqlalchemy import create_engine
 from sqlmodel import Session, SQLModel
-
-import models  # noqa: F401 - registers the tables
 
 
 @pytest.fixture(scope="session")

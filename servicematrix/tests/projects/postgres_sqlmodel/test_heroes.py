@@ -1,7 +1,6 @@
 import pytest
-from sqlmodel import Session, select
-
 from models import Hero
+from sqlmodel import Session, select
 
 
 @pytest.mark.parametrize("n", range(4))

@@ -1,9 +1,8 @@
 import os
 
+import app
 import pytest
 from sqlalchemy import text
-
-import app
 
 
 def test_the_app_reaches_this_workers_servers(pg_server, redis_server):
