@@ -24,7 +24,7 @@ SHOP_EXTRAS = ("all",)
 # The lowest versions the plugin supports, tested by the `lowest` session: the extras whose
 # minimums it resolves, and the pytest-asyncio an adopting project may pin.
 LOWEST_EXTRAS = ("postgres", "redis", "sqlalchemy", "async", "docker")
-LOWEST_ASYNCIO = "pytest-asyncio==0.23.*"
+LOWEST_ASYNCIO = "pytest-asyncio>=0.23.5,<0.24"  # 0.23.0-0.23.4 break on pytest 8
 PG_VERSIONS = ["13", "15", "16", "17", "18"]
 REDIS_VERSIONS = ["6", "7", "8", "valkey-8"]
 # Versions the local backend can take from PyPI wheels when the machine lacks them.
@@ -39,7 +39,15 @@ BACKENDS = ("local", "docker", "external")
 BENCHMARKS = ["isolation", "provision", "scaling", "nox_setup", "matrix"]
 BENCH_EXTRAS = ("docker", "pg16", "redis6")
 
-nox.options.sessions = ["lint", "workflows", "typecheck", "tests", DEFAULT_PAIR, "coverage"]
+nox.options.sessions = [
+    "lint",
+    "workflows",
+    "typecheck",
+    "tests",
+    "lowest",
+    DEFAULT_PAIR,
+    "coverage",
+]
 
 
 def redis_tag(version: str) -> str:

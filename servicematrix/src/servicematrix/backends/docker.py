@@ -269,7 +269,7 @@ class DockerBackend(Backend):
                 if attempt < PORT_ATTEMPTS and any(t in str(exc) for t in _PORT_TAKEN):
                     continue
                 raise StartupError(f"could not start {image}: {str(exc).splitlines()[0]}") from exc
-            self.ctx.reaper.track_container(container.get_container_id())
+            self.ctx.reaper.track_container(container.get_wrapped_container().id)
             self._containers[role] = container
             return container, host_port
         raise AssertionError("unreachable: the last attempt returns or raises")
@@ -278,7 +278,8 @@ class DockerBackend(Backend):
         from testcontainers.core.container import DockerContainer
 
         container = DockerContainer(image).with_command(command).with_kwargs(labels=self._labels())
-        container.with_envs(**env)
+        for name, value in env.items():
+            container.with_env(name, value)
         return container
 
 
