@@ -20,7 +20,7 @@ INNER_INI = "\n".join(
         *(
             f"asyncio_default_{kind}_loop_scope = session"
             for kind, since in _LOOPS.items()
-            if _ASYNCIO >= since
+            if since <= _ASYNCIO
         ),
         "filterwarnings = error",
         f"servicematrix_pg = {PG}",
