@@ -3,18 +3,23 @@
 They live as files under projects/: a PostgreSQL-only SQLModel service without
 pytest-asyncio, a Redis-only asyncio library on pytest-asyncio's default loop per
 test, and an app that reads its servers from the environment when it is imported.
-Each names, in its ini, a version of the other server that exists nowhere.
+Each names, in its ini, a version of the other server that exists nowhere. One more,
+with its own testcontainers 3, gets a virtualenv of its own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+PLUGIN = Path(__file__).parents[1]
 PROJECTS = Path(__file__).parent / "projects"
 
 
@@ -60,3 +65,39 @@ def test_app_reading_the_environment_at_import(clean: pytest.Pytester, workers: 
     result = run_project(clean, "startup_env", workers, "-p", "no:asyncio")
     result.assert_outcomes(passed=5)
     assert served(clean) == {"postgresql", "redis"}
+
+
+def new_venv(path: Path, *requirements: str) -> Path:
+    """A virtualenv at ``path`` with ``requirements``; its python."""
+    python = path / "bin" / "python"
+    if shutil.which("uv"):
+        subprocess.run(["uv", "venv", "-q", "--python", sys.executable, path], check=True)
+        install = ["uv", "pip", "install", "-q", "--python", python]
+    else:
+        subprocess.run([sys.executable, "-m", "venv", path], check=True)
+        install = [python, "-m", "pip", "install", "-q"]
+    subprocess.run([*install, *requirements], check=True, timeout=600)
+    return python
+
+
+@pytest.mark.adoption
+def test_own_old_testcontainers_passes_docker_over(clean: pytest.Pytester) -> None:
+    python = new_venv(
+        clean.path / "venv",
+        f"servicematrix[redis,redis6] @ {PLUGIN.as_uri()}",
+        "testcontainers==3.7.1",
+    )
+    shutil.copytree(PROJECTS / "old_testcontainers", clean.path, dirs_exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
+    done = subprocess.run(
+        [python, "-m", "pytest", "-n", "2", "-rA"],
+        cwd=clean.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+    assert "backend local (auto: not docker: testcontainers 3.7.1 is installed" in done.stdout
