@@ -69,15 +69,16 @@ def test_app_reading_the_environment_at_import(clean: pytest.Pytester, workers: 
 
 def new_venv(path: Path, *requirements: str) -> Path:
     """A virtualenv at ``path`` with ``requirements``; its python."""
-    python = path / "bin" / "python"
+    python = str(path / "bin" / "python")
+    install: list[str]
     if shutil.which("uv"):
-        subprocess.run(["uv", "venv", "-q", "--python", sys.executable, path], check=True)
+        subprocess.run(["uv", "venv", "-q", "--python", sys.executable, str(path)], check=True)
         install = ["uv", "pip", "install", "-q", "--python", python]
     else:
-        subprocess.run([sys.executable, "-m", "venv", path], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
         install = [python, "-m", "pip", "install", "-q"]
     subprocess.run([*install, *requirements], check=True, timeout=600)
-    return python
+    return Path(python)
 
 
 @pytest.mark.adoption
