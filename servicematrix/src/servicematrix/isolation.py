@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    # Imported where used: SQLAlchemy's asyncio module needs greenlet, which a sync-only
+    # project may not have.
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 KEEP_TABLES = ("alembic_version",)
 # One round trip, whatever the number of tables.
@@ -52,9 +57,10 @@ def rollback_session(engine: Engine, session_class: type[Session] = Session) -> 
 
 @asynccontextmanager
 async def async_rollback_session(
-    engine: AsyncEngine, session_class: type[AsyncSession] = AsyncSession
+    engine: AsyncEngine, session_class: type[AsyncSession] | None = None
 ) -> AsyncIterator[AsyncSession]:
-    """An async session whose every change is rolled back when the block ends."""
+    """An async session (``AsyncSession`` by default) rolled back when the block ends."""
+    session_class = session_class or _async_session()
     async with engine.connect() as connection:
         outer = await connection.begin()
         session = session_class(bind=connection, join_transaction_mode="create_savepoint")
@@ -79,13 +85,19 @@ def committed_session(engine: Engine, session_class: type[Session] = Session) ->
 
 @asynccontextmanager
 async def async_committed_session(
-    engine: AsyncEngine, session_class: type[AsyncSession] = AsyncSession
+    engine: AsyncEngine, session_class: type[AsyncSession] | None = None
 ) -> AsyncIterator[AsyncSession]:
     """An async session that commits for real; every table is emptied afterwards."""
-    session = session_class(engine)
+    session = (session_class or _async_session())(engine)
     try:
         yield session
     finally:
         await session.close()
         async with engine.begin() as connection:
             await connection.exec_driver_sql(TRUNCATE_ALL)
+
+
+def _async_session() -> type[AsyncSession]:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    return AsyncSession
