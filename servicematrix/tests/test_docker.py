@@ -150,10 +150,11 @@ def test_missing_image_is_a_usage_error(inner: pytest.Pytester, engine: Any) -> 
     inner.makepyfile("def test_a(pg_server):\n    pass\n")
     result = inner.runpytest(*DOCKER, "--servicematrix-pg-image=servicematrix-absent:{version}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["servicematrix: pulling servicematrix-absent:15 from docker.io*"])
     result.stderr.fnmatch_lines(
         [
-            "ERROR: servicematrix: docker backend: image servicematrix-absent:15 is not in the "
-            "engine and could not be pulled: `docker pull servicematrix-absent:15`, or set "
+            "ERROR: servicematrix: docker backend: could not pull servicematrix-absent:15 from "
+            "docker.io*: *; `docker pull servicematrix-absent:15` shows more, or set "
             "servicematrix_image_prefix*"
         ]
     )

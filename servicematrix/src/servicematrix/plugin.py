@@ -1,25 +1,28 @@
 """The pytest plugin: options, hooks and fixture wiring only.
 
-Each pytest process that runs tests (each xdist worker, or pytest itself under -n 0)
-learns from its collected tests which servers they use, checks once that the backend
-can serve them (one usage error otherwise, before the first test) and starts them side
-by side. The xdist controller runs no test and starts nothing.
+After collection the run knows which servers its tests use. Once, before any test (in
+the xdist controller, from what its workers collected; under -n 0 in pytest itself), it
+chooses the backend, pulls what is missing with progress shown, or stops with one usage
+error. Each process that runs tests then starts those servers side by side.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from servicematrix import drivers, envmap
-from servicematrix.backends import Choice, select_backend
+from servicematrix.backends import Choice, registry, select_backend
 from servicematrix.config import SETTINGS, Config
 from servicematrix.errors import ServiceMatrixError
 from servicematrix.faults import ServerControl
+from servicematrix.handoff import Handoff
 from servicematrix.info import Role, ServerInfo
 from servicematrix.provision import Worker, new_run_id
 from servicematrix.report import RunState, summary_lines, write_report
@@ -83,11 +86,34 @@ def _run_id(given: object) -> str:
     return re.sub(r"[^a-z0-9]", "", str(given or "").lower())[:16] or new_run_id()
 
 
-def _choose(config: Config, roles: set[Role]) -> Choice:
+def _choose(config: Config, roles: set[Role], pytest_config: pytest.Config) -> Choice:
+    """The backend for ``roles``, its images pulled; a usage error if none can serve."""
+    reporter = pytest_config.pluginmanager.get_plugin("terminalreporter")
+
+    def report(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(PREFIX + line)
+        else:  # before the terminal exists: the servers named by the env setting
+            print(PREFIX + line, file=sys.stderr, flush=True)
+
     try:
-        return select_backend(config, roles)
+        return select_backend(config, roles, report)
     except ServiceMatrixError as exc:
         raise pytest.UsageError(PREFIX + str(exc)) from None
+
+
+def _decide(state: RunState, roles: set[Role], config: pytest.Config) -> None:
+    """Choose (or check the earlier choice) once for every server the tests use."""
+    if state.choice is None:
+        state.choice = _choose(state.config, roles, config)
+    elif not roles <= state.roles:
+        backend = state.choice.backend
+        problem = backend.unavailable(state.config, roles) or backend.prepare(
+            state.config, roles, lambda line: None
+        )
+        if problem:
+            raise pytest.UsageError(f"{PREFIX}{state.choice.name} backend: {problem}")
+    state.roles |= roles
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -98,7 +124,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     # In an xdist worker, workerinput does not exist yet; xdist set these variables.
     run_id = _run_id(os.environ.get("PYTEST_XDIST_TESTRUNUID"))
     roles = envmap.roles(config.env)
-    choice = _choose(config, roles) if roles else None
+    choice = _choose(config, roles, early_config) if roles else None
     worker = None
     if choice is not None and not _early_controller(options):
         worker = _new_worker(config, choice, run_id, roles, _worker_id(early_config))
@@ -130,52 +156,60 @@ def pytest_configure(config: pytest.Config) -> None:
 
         scope = asyncfixtures.loop_scope(config)
         config.pluginmanager.register(asyncfixtures.plugin(scope), "servicematrix.asyncio")
-    if _early_controller(config.option) and getattr(config.option, "testrunuid", "") is None:
-        config.option.testrunuid = run_id  # xdist hands it to every worker
-    config.stash[STATE] = RunState(resolved, run_id, choice, worker)
+    state = RunState(resolved, run_id, choice, worker, roles=envmap.roles(resolved.env))
+    if "servicematrix_handoff" in workerinput:
+        state.handoff = Handoff(Path(workerinput["servicematrix_handoff"]))
+    elif _early_controller(config.option):
+        state.handoff = Handoff.create(run_id)
+        if getattr(config.option, "testrunuid", "") is None:
+            config.option.testrunuid = run_id  # xdist hands it to every worker
+    config.stash[STATE] = state
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.handoff is not None and not _in_worker(config):
+        state.handoff.remove()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Check once that the servers the collected tests use can be had, and start them."""
+    """Note the servers the collected tests use; under -n 0, choose and start them now."""
     state = session.config.stash[STATE]
     roles = envmap.roles(state.config.env)
     for item in session.items:
         roles |= drivers.roles_used(getattr(item, "fixturenames", ()))
-    if not roles or _in_controller(session.config):
+    if _in_worker(session.config):
+        # Before xdist tells the controller that collection is done: it reads this then.
+        assert state.handoff is not None
+        state.handoff.write_roles(_worker_id(session.config), roles)
+    elif roles and not _in_controller(session.config):
+        _decide(state, roles, session.config)
+        _start(state, roles, _worker_id(session.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """In the controller, before any test is scheduled: the run's one choice, for all."""
+    state = node.config.stash[STATE]
+    if state.handoff is None or state.handoff.choice() is not None:
         return
-    try:
-        if state.choice is None:
-            state.choice = select_backend(state.config, roles)
-        elif problem := state.choice.backend.unavailable(state.config, roles):
-            raise ServiceMatrixError(f"{state.choice.name} backend: {problem}")
-    except ServiceMatrixError as exc:
-        _refuse(session.config, PREFIX + str(exc))
-        return
-    if state.worker is None:
-        worker_id = _worker_id(session.config)
-        state.worker = _new_worker(state.config, state.choice, state.run_id, roles, worker_id)
-    else:
+    roles = state.handoff.roles(node.workerinput["workerid"]) | state.roles
+    if roles:
+        _decide(state, roles, node.config)
+        assert state.choice is not None
+        state.handoff.write_choice(state.choice.name, state.choice.why, state.roles)
+
+
+def _start(state: RunState, roles: set[Role], worker_id: str) -> None:
+    assert state.choice is not None
+    if state.worker is not None:
         state.worker.start(roles)
-
-
-def _refuse(config: pytest.Config, message: str) -> None:
-    """One usage error for the run: from a worker, through the controller."""
-    if not _in_worker(config):
-        raise pytest.UsageError(message)
-    from _pytest.reports import CollectReport
-
-    # Every worker sends the same report; xdist shows identical ones once, and the
-    # controller turns it into the usage error (pytest_collectreport below).
-    config.hook.pytest_collectreport(report=CollectReport("", "failed", message, []))
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collectreport(report: pytest.CollectReport) -> None:
-    if os.environ.get("PYTEST_XDIST_WORKER") or report.nodeid or not report.failed:
         return
-    if str(report.longrepr).startswith(PREFIX):
-        raise pytest.UsageError(str(report.longrepr))
+    state.worker = _new_worker(state.config, state.choice, state.run_id, roles, worker_id)
+    if state.handoff is not None:
+        # Should the controller die, killed, the workers' reapers remove its notes.
+        state.worker.track_path(state.handoff.directory)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -196,6 +230,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         lacking = drivers.unavailable("sync", roles, asyncio)
         raise pytest.UsageError(f"{PREFIX}{metafunc.definition.nodeid} uses {lacking}")
     metafunc.parametrize("driver", runnable, indirect=True, ids=runnable)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    handoff = node.config.stash[STATE].handoff
+    if handoff is not None:
+        node.workerinput["servicematrix_handoff"] = str(handoff.directory)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -254,13 +295,17 @@ def _failure(problem: ServiceMatrixError) -> BaseException:
 
 @pytest.fixture(scope="session")
 def servicematrix_worker(request: pytest.FixtureRequest) -> Worker:
-    """This process's servers: those its tests use start before the first test."""
+    """This process's servers: those its tests use start together, at the first that needs one."""
     state = request.config.stash[STATE]
-    if state.worker is None:
-        if state.choice is None:
-            state.choice = _choose(state.config, set())
-        worker_id = _worker_id(request.config)
-        state.worker = _new_worker(state.config, state.choice, state.run_id, set(), worker_id)
+    note = state.handoff.choice() if state.handoff is not None else None
+    if note is not None and state.worker is None:
+        name, why, roles = note
+        state.choice, state.roles = Choice(registry()[name], why), roles
+        _start(state, roles, _worker_id(request.config))
+    if state.worker is None:  # no test was seen to use a server: this one asks for one
+        _decide(state, set(), request.config)
+        _start(state, set(), _worker_id(request.config))
+    assert state.worker is not None
     return state.worker
 
 

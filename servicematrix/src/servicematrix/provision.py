@@ -84,6 +84,10 @@ class Worker:
             self.seconds = time.perf_counter() - self._started
         return servers
 
+    def track_path(self, path: Path) -> None:
+        """Remove ``path`` too when this worker ends, however it ends."""
+        self._reaper.track_path(path)
+
     def control(self) -> ServerControl:
         """Stop, start, restart or pause this worker's servers, for fault tests."""
         if self._control is None:

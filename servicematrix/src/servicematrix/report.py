@@ -8,7 +8,8 @@ from typing import Any
 
 from servicematrix.backends import Choice
 from servicematrix.config import Config
-from servicematrix.info import ServerInfo
+from servicematrix.handoff import Handoff
+from servicematrix.info import Role, ServerInfo
 from servicematrix.provision import Worker
 
 
@@ -20,6 +21,9 @@ class RunState:
     run_id: str
     choice: Choice | None = None
     worker: Worker | None = None
+    handoff: Handoff | None = None
+    # The servers the choice was made for.
+    roles: set[Role] = field(default_factory=set)
     own: dict[str, Any] | None = None
     workers: list[dict[str, Any]] = field(default_factory=list)
 

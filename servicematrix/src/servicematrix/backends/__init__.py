@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from servicematrix.backends.base import Backend, WorkerContext
@@ -33,15 +33,25 @@ class Choice:
         return self.backend.name
 
 
-def select_backend(config: Config, roles: Collection[Role] = ROLES) -> Choice:
-    """The backend ``config`` names, or the first that can serve ``roles`` under ``auto``."""
+def _quiet(_line: str) -> None:
+    """Where progress goes when nobody is watching."""
+
+
+def select_backend(
+    config: Config, roles: Collection[Role] = ROLES, report: Callable[[str], None] = _quiet
+) -> Choice:
+    """The backend ``config`` names, or the first that can serve ``roles`` under ``auto``.
+
+    The chosen backend's one explicit step (pulling images) runs here, telling ``report``
+    how it goes; under ``auto`` a backend whose step fails is passed over with its reason.
+    """
     backends = registry()
     # URLs name the servers to use: starting others instead would hide that they cannot be.
     urls = config.pg_url or config.redis_url
     named = "external" if config.backend == "auto" and urls else config.backend
     if named != "auto":
         chosen = backends[named]
-        reason = chosen.unavailable(config, roles)
+        reason = chosen.unavailable(config, roles) or chosen.prepare(config, roles, report)
         if reason:
             raise UnavailableError(f"{chosen.name} backend: {reason}")
         why = "asked for" if config.backend != "auto" else "auto: URLs are set"
@@ -50,7 +60,7 @@ def select_backend(config: Config, roles: Collection[Role] = ROLES) -> Choice:
     for backend in backends.values():
         if backend is ExternalBackend:
             continue  # only with URLs, handled above
-        reason = backend.unavailable(config, roles)
+        reason = backend.unavailable(config, roles) or backend.prepare(config, roles, report)
         if reason is None:
             passed = "; ".join(reasons)
             return Choice(backend, f"auto: {passed}" if passed else "auto: the first that can")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -74,6 +74,14 @@ class Backend(ABC):
     @abstractmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
         """Why this backend cannot serve ``roles`` as ``config`` asks, or None when it can."""
+
+    @classmethod
+    def prepare(
+        cls, config: Config, roles: Collection[Role], report: Callable[[str], None]
+    ) -> str | None:
+        """The one explicit step before any server starts (pulling images); None, or why it
+        failed. Runs once per run, where ``report`` reaches the person watching."""
+        return None
 
     @abstractmethod
     def start_postgres(self) -> ServerInfo:

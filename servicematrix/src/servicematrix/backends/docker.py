@@ -13,7 +13,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from contextlib import closing, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -42,7 +42,6 @@ REDIS_PORT = 6379
 POLL_SECONDS = 0.05
 READY_TIMEOUT = 60.0
 ENGINE_TIMEOUT = 5
-PULL_TIMEOUT = 300
 LABEL = "io.servicematrix"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 PORT_ATTEMPTS = 3
@@ -150,18 +149,18 @@ class DockerBackend(Backend):
                 f"no Docker engine answers ({problem}): start one (`docker info` should "
                 "answer) or set servicematrix_backend=local"
             )
-        wanted = images(config)
-        with closing(client):
-            missing = [wanted[r] for r in roles if not _has_image(client, wanted[r])]
-        if missing and config.backend == "docker":
-            missing = [i for i in missing if not _pull(i)]
-        if missing:
-            return (
-                f"image {', '.join(missing)} is not in the engine and could not be pulled: "
-                f"`docker pull {missing[0]}`, or set servicematrix_image_prefix (or "
-                "servicematrix_pg_image, servicematrix_redis_image) to a registry that has it"
-            )
+        client.close()
         return None
+
+    @classmethod
+    def prepare(
+        cls, config: Config, roles: Collection[Role], report: Callable[[str], None]
+    ) -> str | None:
+        """Pull the images the engine lacks, once, before any container starts."""
+        from servicematrix.pull import pull_missing
+
+        wanted = images(config)
+        return pull_missing([wanted[r] for r in ROLES if r in roles], report)
 
     def start_postgres(self) -> ServerInfo:
         import psycopg
@@ -319,17 +318,6 @@ def _poll(probe: Any, container: Any, image: str) -> Any:
             raise StartupError(f"{image} exited: {logs[-1] if logs else '(no output)'}")
         time.sleep(POLL_SECONDS)
     raise StartupError(f"{image} was not ready after {READY_TIMEOUT:.0f} s")
-
-
-def _pull(image: str) -> bool:
-    import docker.errors
-
-    with closing(_engine(PULL_TIMEOUT)) as client:
-        try:
-            client.images.pull(image)
-        except docker.errors.DockerException:
-            return False
-        return _has_image(client, image)
 
 
 def _configure_ryuk() -> None:
