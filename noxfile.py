@@ -226,7 +226,10 @@ def integration(session: nox.Session, pg: str, redis: str) -> None:
         silent=True,
         success_codes=[0, UNSERVABLE],
     )
-    answer = str(check).strip()
+    # Progress of any pull comes first (stderr); the answer is the last line.
+    *progress, answer = str(check).strip().splitlines() or [""]
+    for line in progress:
+        session.log(line)
     served = answer in BACKENDS
     MATRIX.append((session.name, name, served))
     if not served:

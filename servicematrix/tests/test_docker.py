@@ -6,10 +6,13 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -166,3 +169,76 @@ def test_image_names_follow_settings() -> None:
         "postgres": "mirror.example/lib/postgres:16",
         "redis": "mirror.example/lib/valkey/valkey:8",
     }
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real registry on a loopback port (Debian's docker-registry): address and log."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        reason = "needs Debian's docker-registry to run a registry on loopback"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: {address}\n"
+    )
+    log = tmp_path / "registry.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=out, stderr=out)
+    try:
+        wait_until(lambda: _answers(f"http://{address}/v2/"), "the registry answers")
+        yield address, log
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_missing_image_is_pulled_once_before_the_workers_with_progress(
+    inner: pytest.Pytester, engine: Any, registry: tuple[str, Path]
+) -> None:
+    address, log = registry
+    ref = f"{address}/servicematrix-pull/redis:7"
+    engine.images.get("redis:7").tag(ref)
+    engine.images.push(ref)
+    engine.images.remove(ref)
+    inner.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_server(redis_server, n):
+            assert redis_server.backend == "docker"
+        """
+    )
+    try:
+        result = inner.runpytest_subprocess(
+            "-n",
+            "2",
+            *DOCKER,
+            f"--servicematrix-redis-image={address}/servicematrix-pull/redis:{{version}}",
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            engine.images.remove(ref)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [f"servicematrix: pulling {ref} from {address}", f"servicematrix: pulled {ref} (*MB) in *s"]
+    )
+    assert result.stdout.str().count(f"pulling {ref} from") == 1
+    # The registry's access log: the run asked for the image once, not once per worker.
+    asked = re.findall(r'"(?:GET|HEAD) /v2/servicematrix-pull/redis/manifests/7 ', log.read_text())
+    assert len(asked) == 1, log.read_text()[-2000:]

@@ -1,7 +1,8 @@
 """``python -m servicematrix check``: can this machine serve a PostgreSQL x Redis pair?
 
 Prints the backend that would serve it and exits 0, or prints the one-line reason why
-nothing can and exits 3. Settings resolve as in pytest (options, then environment).
+nothing can and exits 3. Like a run, it first pulls the images the docker backend lacks,
+with progress on stderr. Settings resolve as in pytest (options, then environment).
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         config = Config.resolve(
             cli=lambda stem: getattr(args, stem), ini=lambda _: None, env=os.environ
         )
-        print(select_backend(config).name)
+        print(select_backend(config, report=_progress).name)
     except ServiceMatrixError as exc:
         print(exc)
         return UNSERVABLE
     return 0
+
+
+def _progress(line: str) -> None:
+    print(f"servicematrix: {line}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
