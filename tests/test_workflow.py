@@ -40,7 +40,7 @@ def test_matrix_job_lists_exactly_the_noxfile_integration_sessions(tmp_path: Pat
     listed = [entry["session"] for entry in json.loads(value)]
     expected = noxfile_sessions()
     assert listed == expected
-    assert len(expected) == 20
+    assert len(expected) == 25
 
 
 def test_integration_job_runs_each_listed_session_by_name() -> None:
