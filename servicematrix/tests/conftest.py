@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -11,6 +12,12 @@ from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker, new_run_id
 
 from .support import INNER_INI, LOCAL
+
+# pytester's in-process runs drop the modules they imported when they end. docker-py
+# (and requests under it), first imported inside one, would come back as a second copy
+# whose classes the first copy's objects fail isinstance checks against.
+with contextlib.suppress(ImportError):
+    import docker  # noqa: F401
 
 
 @pytest.fixture
