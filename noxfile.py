@@ -151,6 +151,13 @@ def images(session: nox.Session) -> None:
 
 
 @nox.session
+def actions(session: nox.Session) -> None:
+    """Jobs of the GitHub workflow, run here as a runner would: `nox -s actions -- JOB ...`."""
+    session.install("pyyaml>=6")
+    session.run("python", "ci/run-workflow.py", *session.posargs)
+
+
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over both distributions, bench and this file."""
     install(session, "typing")
