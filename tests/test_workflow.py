@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,3 +60,41 @@ def test_every_job_only_calls_nox_or_installs_it() -> None:
     commands = [(n, s["run"]) for n, job in jobs().items() for s in job["steps"] if "run" in s]
     assert commands
     assert [(n, c) for n, c in commands if not c.startswith(allowed)] == []
+
+
+def run_broken(tmp_path: Path, old: str, new: str, *jobs: str) -> subprocess.CompletedProcess[str]:
+    """ci/run-workflow.py on a copy of the workflow with ``old`` replaced by ``new``."""
+    text = WORKFLOW.read_text()
+    assert old in text
+    broken = tmp_path / "ci.yml"
+    broken.write_text(text.replace(old, new, 1))
+    return subprocess.run(
+        [sys.executable, str(ROOT / "ci" / "run-workflow.py"), "--workflow", str(broken), *jobs],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_runner_names_the_job_and_step_of_a_session_that_does_not_exist(tmp_path: Path) -> None:
+    done = run_broken(tmp_path, "nox -s lint workflows", "nox -s lint-that-does-not-exist", "lint")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "run-workflow: job lint (lint and workflow checks), step 4 "
+        "(nox -s lint-that-does-not-exist): `nox -s lint-that-does-not-exist` exited with 3"
+    )
+
+
+def test_runner_stops_on_a_service_whose_health_check_never_passes(tmp_path: Path) -> None:
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
+        if os.environ.get("CI"):
+            pytest.fail("no Docker engine under CI")
+        pytest.skip("needs a Docker engine for the service containers")
+    done = run_broken(tmp_path, '--health-cmd "redis-cli ping"', '--health-cmd "false"', "external")
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("run-workflow: job external: service redis is unhealthy after ")
+    )
