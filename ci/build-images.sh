@@ -112,7 +112,7 @@ build_image() {
         fi
     fi
     log "building $name on $suite"
-    if ! docker build -f "$context/$(basename "$dockerfile")" -t "$name" --label "$LABEL" --label "$RECIPE_LABEL=$hash" \
+    if ! docker build --force-rm -f "$context/$(basename "$dockerfile")" -t "$name" --label "$LABEL" --label "$RECIPE_LABEL=$hash" \
         --build-arg "BASE=servicematrix-base:$suite" "${build_args[@]}" "$context" >"$WORK/build.log" 2>&1; then
         tail -n 30 "$WORK/build.log" >&2
         die "docker build of $name failed (log above): fix the cause and rerun"

@@ -128,9 +128,10 @@ class Runner:
         env = {**os.environ, **self.workflow.get("env", {}), **job.get("env", {})}
         env |= {"CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_WORKSPACE": str(workspace)}
         env["GITHUB_STEP_SUMMARY"] = str(self.work / f"{name}-{index}.summary.md")
-        services = self._services(name, job.get("services") or {}, index)
+        services: list[str] = []
         deadline = time.monotonic() + 60 * float(job.get("timeout-minutes", 360))
         try:
+            self._services(name, job.get("services") or {}, index, services)
             for number, step in enumerate(job["steps"], 1):
                 label = step.get("name") or step.get("uses") or step.get("run", "").split("\n")[0]
                 if "if" in step and not _holds(str(step["if"]), contexts):
@@ -228,8 +229,8 @@ class Runner:
             target = base if with_.get("merge-multiple") else base / artifact.name
             shutil.copytree(artifact, target, dirs_exist_ok=True)
 
-    def _services(self, job: str, services: dict[str, Any], index: int) -> list[str]:
-        started = []
+    def _services(self, job: str, services: dict[str, Any], index: int, started: list[str]) -> None:
+        """Start ``services`` and wait until each is healthy; ``started`` names them."""
         for name, service in services.items():
             container = f"run-workflow-{os.getpid()}-{job}-{index}-{name}"
             ports = [f"127.0.0.1:{p}" for p in service.get("ports", [])]
@@ -242,7 +243,6 @@ class Runner:
                 raise JobError(f"job {job}: service {name} did not start: {done.stderr.strip()}")
             started.append(container)
             self._wait_healthy(job, name, container, service.get("options", ""))
-        return started
 
     def _wait_healthy(self, job: str, name: str, container: str, options: str) -> None:
         flags = dict(re.findall(r"--health-(interval|retries|timeout)[ =](\S+)", options))
