@@ -69,10 +69,12 @@ def plugin_wheel() -> Path:
     """The plugin's wheel, built once per nox run from servicematrix/."""
     out = Path(".nox", "wheels")
     shutil.rmtree(out, ignore_errors=True)
+    # A path, not a name: pip would look "servicematrix" up in the index.
+    source = str(PLUGIN.resolve())
     if shutil.which("uv"):
-        command = ["uv", "build", "--wheel", "--quiet", "--out-dir", str(out), str(PLUGIN)]
+        command = ["uv", "build", "--wheel", "--quiet", "--out-dir", str(out), source]
     else:
-        command = ["python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(PLUGIN)]
+        command = ["python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), source]
     nox.command.run(command, silent=True, external=True)
     return next(out.glob("servicematrix-*.whl")).resolve()
 

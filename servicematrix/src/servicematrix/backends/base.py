@@ -69,6 +69,8 @@ class Backend(ABC):
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
+        # What a server of this backend lacks that a test may need, to show on its failure.
+        self.limits: dict[Role, str] = {}
 
     @classmethod
     @abstractmethod

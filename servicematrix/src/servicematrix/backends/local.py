@@ -101,6 +101,12 @@ class LocalBackend(Backend):
         # The cached cluster's password outlives runs; each worker gets its own.
         password = secrets.token_urlsafe(18)
         _set_password(port, template.password, password)
+        if wheel := binaries.shipped_by_wheel(found):
+            self.limits["postgres"] = (
+                f"this PostgreSQL {install.version} comes from the {wheel} wheel, built without "
+                "the contrib extensions (uuid-ossp, pgcrypto, citext, pg_trgm, hstore, ...): "
+                "use the system's PostgreSQL packages or the docker backend for them"
+            )
         return ServerInfo(
             "postgresql",
             "127.0.0.1",
