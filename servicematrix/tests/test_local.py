@@ -176,8 +176,8 @@ def test_an_extension_a_wheel_build_lacks_is_explained_on_the_failure(
     result.stdout.fnmatch_lines(
         [
             "*servicematrix*",
-            f"this PostgreSQL {PG}.* comes from the pgserver wheel, built without the contrib "
-            "extensions (uuid-ossp, *): use the system's PostgreSQL packages or the docker "
-            "backend for them",
+            f"this PostgreSQL {PG}.* comes from the pgserver wheel, which lacks contrib "
+            "extensions a system package has (uuid-ossp and pgcrypto among them): use the "
+            "system's PostgreSQL packages or the docker backend for them",
         ]
     )

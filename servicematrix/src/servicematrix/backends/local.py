@@ -103,8 +103,8 @@ class LocalBackend(Backend):
         _set_password(port, template.password, password)
         if wheel := binaries.shipped_by_wheel(found):
             self.limits["postgres"] = (
-                f"this PostgreSQL {install.version} comes from the {wheel} wheel, built without "
-                "the contrib extensions (uuid-ossp, pgcrypto, citext, pg_trgm, hstore, ...): "
+                f"this PostgreSQL {install.version} comes from the {wheel} wheel, which lacks "
+                "contrib extensions a system package has (uuid-ossp and pgcrypto among them): "
                 "use the system's PostgreSQL packages or the docker backend for them"
             )
         return ServerInfo(
