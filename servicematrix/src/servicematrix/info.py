@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -12,6 +13,12 @@ Product = Literal["postgresql", "redis", "valkey"]
 Role = Literal["postgres", "redis"]
 ROLES: tuple[Role, ...] = ("postgres", "redis")
 MASK = "***"
+
+
+def new_password() -> str:
+    """A random password safe on any command line: hex, so it never starts with "--"
+    (which redis-server would read as the next option) and needs no quoting in a URL."""
+    return secrets.token_hex(16)
 
 
 @dataclass(frozen=True)

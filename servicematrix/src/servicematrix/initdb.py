@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from servicematrix.binaries import Installation
 from servicematrix.errors import StartupError
+from servicematrix.info import new_password
 from servicematrix.processes import as_server_account, data_root, give_to_server, last_line
 
 SUPERUSER = "postgres"
@@ -71,7 +71,7 @@ def _initdb(install: Installation, entry: Path, track: Callable[[Path], None]) -
     sibling = Path(tempfile.mkdtemp(prefix=".initdb-", dir=entry.parent))
     track(sibling)
     try:
-        password = secrets.token_urlsafe(18)
+        password = new_password()
         pwfile = staging / "pwfile"
         pwfile.write_text(password + "\n")
         give_to_server(staging)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import socket
 import time
 from collections.abc import Callable, Collection
@@ -29,7 +28,7 @@ from servicematrix.backends.base import (
 )
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
-from servicematrix.info import ServerInfo, redis_identity
+from servicematrix.info import ServerInfo, new_password, redis_identity
 from servicematrix.processes import free_port
 
 if TYPE_CHECKING:
@@ -165,7 +164,7 @@ class DockerBackend(Backend):
     def start_postgres(self) -> ServerInfo:
         import psycopg
 
-        password = secrets.token_urlsafe(18)
+        password = new_password()
         image = images(self.ctx.config)["postgres"]
         env = {
             "POSTGRES_USER": "postgres",
@@ -191,7 +190,7 @@ class DockerBackend(Backend):
     def start_redis(self) -> ServerInfo:
         import redis
 
-        password = secrets.token_urlsafe(18)
+        password = new_password()
         image = images(self.ctx.config)["redis"]
         command = ["--requirepass", password, "--save", "", "--appendonly", "no"]
         container, port = self._run("redis", image, REDIS_PORT, {}, command)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -27,7 +26,7 @@ from servicematrix.backends.base import (
 )
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
-from servicematrix.info import ServerInfo
+from servicematrix.info import ServerInfo, new_password
 from servicematrix.initdb import SUPERUSER, template_for
 from servicematrix.processes import free_port, give_to_server, spawn, wait_until
 
@@ -99,7 +98,7 @@ class LocalBackend(Backend):
             role="postgres",
         )
         # The cached cluster's password outlives runs; each worker gets its own.
-        password = secrets.token_urlsafe(18)
+        password = new_password()
         _set_password(port, template.password, password)
         if wheel := binaries.shipped_by_wheel(found):
             self.limits["postgres"] = (
@@ -123,7 +122,7 @@ class LocalBackend(Backend):
         if found is None:
             raise StartupError(_missing_redis(self.ctx.config) or "Redis not found")
         install = binaries.reachable(found)
-        password = secrets.token_urlsafe(18)
+        password = new_password()
         datadir = self.ctx.workdir / "redis"
         datadir.mkdir(mode=0o700)
         give_to_server(datadir)
