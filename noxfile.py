@@ -237,7 +237,8 @@ MATRIX: list[tuple[str, str, bool]] = []
 def integration(session: nox.Session, pg: str, redis: str) -> None:
     """shop's repository, cache and API tests on one PostgreSQL x Redis pair, both drivers."""
     extras = ("docker", *(WHEEL_EXTRAS[v] for v in (pg, redis) if v in WHEEL_EXTRAS))
-    install(session, "tests", extras=extras)
+    # The plugin first, to ask it: a pair nobody can serve skips before shop's installs.
+    session.install(plugin_spec(*SHOP_EXTRAS, *extras), env=COMPILED)
     versions = (f"--servicematrix-pg={pg}", f"--servicematrix-redis={redis}")
     name = f"integration-pg{pg}-{redis_tag(redis)}"
     check = session.run(
@@ -257,6 +258,7 @@ def integration(session: nox.Session, pg: str, redis: str) -> None:
     MATRIX.append((session.name, name, served))
     if not served:
         (session.error if strict() else session.skip)(answer)
+    install(session, "tests", extras=extras)
     report = REPORTS / f"servers-{name}.json"
     run_pytest(session, name, "tests/integration", *versions, f"--servicematrix-report={report}")
 
