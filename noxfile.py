@@ -125,10 +125,12 @@ def run_pytest(session: nox.Session, name: str, *args: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff: lint and formatting."""
+    """Ruff: lint and formatting; shellcheck over every script of ci/ and .ci/."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", *session.posargs)
     session.run("ruff", "format", "--check", *session.posargs)
+    scripts = [".ci/run", *sorted(str(p) for p in Path("ci").rglob("*.sh"))]
+    session.run("shellcheck", *scripts)
 
 
 @nox.session

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from servicematrix.config import SETTINGS, Config, RedisVersion
@@ -77,3 +80,26 @@ def test_server_info_masks_password() -> None:
     assert "p@ss" not in info.describe()
     assert "p@ss" not in repr(info)
     assert info.major == 15
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_settings() -> dict[str, str]:
+    """The README's settings table: each stem and its row."""
+    text = README.read_text()
+    table = text[text.index("### Settings") :].split("\n\n")[2]
+    rows: dict[str, str] = {}
+    for row in table.splitlines()[2:]:
+        first = row.split("|")[1]
+        for stem in re.findall(r"`([a-z_]+)`", first):
+            rows[stem] = row
+    return rows
+
+
+def test_the_readme_lists_every_setting_and_its_default() -> None:
+    rows = readme_settings()
+    assert set(rows) == {s.stem for s in SETTINGS}
+    for setting in SETTINGS:
+        if setting.default:
+            assert f"`{setting.default.split(':')[0]}" in rows[setting.stem], setting.stem
