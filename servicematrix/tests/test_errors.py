@@ -54,3 +54,19 @@ def test_docker_without_engine_names_the_fix(
             "servicematrix_backend=local"
         ]
     )
+
+
+def test_under_xdist_the_error_comes_once_before_any_worker_runs_a_test(
+    inner: pytest.Pytester,
+) -> None:
+    inner.makepyfile(
+        "import pytest\n\n@pytest.mark.parametrize('n', range(6))\n"
+        "def test_a(pg_server, n):\n    pass\n"
+    )
+    result = inner.runpytest("-n", "2", "--servicematrix-backend=local", "--servicematrix-pg=9")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("ERROR: servicematrix: local backend: no PostgreSQL 9 binaries")
+    assert "passed" not in result.stdout.str()
+    assert "failed" not in result.stdout.str()
