@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -13,11 +14,13 @@ from servicematrix.provision import Worker, new_run_id
 
 from .support import INNER_INI, LOCAL
 
-# pytester's in-process runs drop the modules they imported when they end. docker-py
-# (and requests under it), first imported inside one, would come back as a second copy
-# whose classes the first copy's objects fail isinstance checks against.
-with contextlib.suppress(ImportError):
-    import docker  # noqa: F401
+# pytester's in-process runs drop the modules they imported when they end. A library
+# first imported inside one comes back as a second copy: docker-py's (requests') classes
+# then fail isinstance checks against the first copy's objects, and older psycopg refuses
+# to register its types twice. Imported here, they stay one copy.
+for _module in ("docker", "psycopg", "redis", "sqlalchemy"):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(_module)
 
 
 @pytest.fixture
