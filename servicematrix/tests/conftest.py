@@ -16,9 +16,9 @@ from .support import INNER_INI, LOCAL
 
 # pytester's in-process runs drop the modules they imported when they end. A library
 # first imported inside one comes back as a second copy: docker-py's (requests') classes
-# then fail isinstance checks against the first copy's objects, and older psycopg refuses
-# to register its types twice. Imported here, they stay one copy.
-for _module in ("docker", "psycopg", "redis", "sqlalchemy"):
+# then fail isinstance checks against the first copy's objects. Imported here, they stay
+# one copy.
+for _module in ("docker", "psycopg", "redis"):
     with contextlib.suppress(ImportError):
         importlib.import_module(_module)
 

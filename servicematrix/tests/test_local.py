@@ -171,7 +171,9 @@ def test_an_extension_a_wheel_build_lacks_is_explained_on_the_failure(
             sync_db_session.execute(text('CREATE EXTENSION "uuid-ossp"'))
         """
     )
-    result = inner.runpytest("--servicematrix-backend=local")
+    # In a process of its own: SQLAlchemy 2.0 cannot be imported a second time in one
+    # process, as an in-process run that imports it anew after another would.
+    result = inner.runpytest_subprocess("--servicematrix-backend=local")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
