@@ -32,8 +32,9 @@ RUN python3 -m venv /opt/python
 ENV PATH=/opt/python/bin:$PATH
 DOCKERFILE
 docker build -q -t "$IMAGE" "$WORK" >/dev/null || die "docker build of $IMAGE failed"
-git -C "$ROOT" archive --format=tar HEAD >"$WORK/repo.tar"
-script="set -e; mkdir /repo; tar -C /repo -xf /work/repo.tar; cd /repo; python -m pip install -q nox"
+# A clone, as a user has: a bundle of this commit, cloned inside.
+git -C "$ROOT" bundle create --quiet "$WORK/repo.bundle" HEAD
+script="set -e; git clone --quiet /work/repo.bundle /repo; cd /repo; python -m pip install -q nox"
 for command in "${COMMANDS[@]}"; do
     script+="; echo '+ $command' >&2; start=\$SECONDS; $command; echo \"quickstart: '$command' took \$((SECONDS - start)) s\" >&2"
 done

@@ -191,7 +191,14 @@ class Runner:
             contexts["steps"][step["id"]] = {"outputs": _read_outputs(output)}
 
     def _checkout(self, workspace: Path, env: dict[str, str], with_: dict[str, Any]) -> None:
-        subprocess.run(["git", "clone", "--quiet", str(ROOT), str(workspace)], check=True)
+        done = subprocess.run(
+            ["git", "clone", "--quiet", str(ROOT), str(workspace)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise JobError(f"checkout is a git clone of {ROOT}: {done.stderr.strip()}")
 
     def _setup_python(self, workspace: Path, env: dict[str, str], with_: dict[str, Any]) -> None:
         venv = self.work / f"python-{workspace.name}"

@@ -21,6 +21,8 @@ from servicematrix.config import Config
 from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker, new_run_id
 
+from .support import PG, REDIS
+
 LISTEN = "0A"
 LOOPBACK = {"127.0.0.1", "::1"}
 # A refused password stays refused: no retries, no back-off.
@@ -41,7 +43,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def config_for(backend: str) -> Config:
-    return Config.parse({"backend": backend, "pg": "15", "redis": "7"})
+    return Config.parse({"backend": backend, "pg": str(PG), "redis": str(REDIS)})
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ PAUSED_TIMEOUT = 0.2
 @pytest.fixture(scope="module", params=["local", "docker"])
 def control(request: pytest.FixtureRequest) -> Iterator[ServerControl]:
     """A worker of each backend that owns its servers; docker skips without an engine."""
-    config = Config.parse({"backend": request.param, "pg": "15", "redis": "7"})
+    config = Config.parse({"backend": request.param, "pg": str(PG), "redis": str(REDIS)})
     if request.param == "docker":
         reason = DockerBackend.unavailable(config)
         if reason:
