@@ -8,18 +8,20 @@ error. Each process that runs tests then starts those servers side by side.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
 from servicematrix import drivers, envmap
 from servicematrix.backends import Choice, registry, select_backend
 from servicematrix.config import SETTINGS, Config
+from servicematrix.config import Backend as BackendName
 from servicematrix.errors import ServiceMatrixError
 from servicematrix.faults import ServerControl
 from servicematrix.handoff import Handoff
@@ -107,12 +109,12 @@ def _decide(state: RunState, roles: set[Role], config: pytest.Config) -> None:
     if state.choice is None:
         state.choice = _choose(state.config, roles, config)
     elif not roles <= state.roles:
-        backend = state.choice.backend
-        problem = backend.unavailable(state.config, roles) or backend.prepare(
-            state.config, roles, lambda line: None
+        # The backend chosen earlier (for the env setting's servers) must serve these too.
+        _choose(
+            dataclasses.replace(state.config, backend=cast(BackendName, state.choice.name)),
+            roles,
+            config,
         )
-        if problem:
-            raise pytest.UsageError(f"{PREFIX}{state.choice.name} backend: {problem}")
     state.roles |= roles
 
 

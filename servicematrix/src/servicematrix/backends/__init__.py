@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from servicematrix.backends.base import Backend, WorkerContext
+from servicematrix.backends.base import Backend, WorkerContext, client_missing
 from servicematrix.backends.docker import DockerBackend
 from servicematrix.backends.external import ExternalBackend
 from servicematrix.backends.local import LocalBackend
@@ -45,6 +45,10 @@ def select_backend(
     The chosen backend's one explicit step (pulling images) runs here, telling ``report``
     how it goes; under ``auto`` a backend whose step fails is passed over with its reason.
     """
+    # Every backend provisions and checks its servers with their client libraries.
+    lacking = next(filter(None, map(client_missing, roles)), None)
+    if lacking:
+        raise UnavailableError(lacking)
     backends = registry()
     # URLs name the servers to use: starting others instead would hide that they cannot be.
     urls = config.pg_url or config.redis_url

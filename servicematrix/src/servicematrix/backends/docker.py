@@ -24,12 +24,12 @@ from servicematrix.backends.base import (
     Backend,
     Role,
     WorkerContext,
-    client_missing,
 )
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo, new_password, redis_identity
 from servicematrix.processes import free_port
+from servicematrix.pull import missing
 
 if TYPE_CHECKING:
     import docker
@@ -107,16 +107,6 @@ def _engine(timeout: int = ENGINE_TIMEOUT) -> docker.DockerClient:
     return client
 
 
-def _has_image(client: docker.DockerClient, image: str) -> bool:
-    import docker.errors
-
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
 class DockerBackend(Backend):
     """One PostgreSQL and one Redis container per worker, started together."""
 
@@ -132,7 +122,7 @@ class DockerBackend(Backend):
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
-        problem = _testcontainers_problem() or next(filter(None, map(client_missing, roles)), None)
+        problem = _testcontainers_problem()
         if problem:
             return problem
         import docker.errors
@@ -326,5 +316,5 @@ def _configure_ryuk() -> None:
     if tc.ryuk_disabled:
         return
     with closing(_engine()) as client:
-        if not _has_image(client, tc.ryuk_image):
+        if missing(client, [tc.ryuk_image]):
             tc.ryuk_disabled = True

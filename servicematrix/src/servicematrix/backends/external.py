@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from urllib.parse import unquote, urlsplit
 
-from servicematrix.backends.base import ROLES, Backend, Role, client_missing
+from servicematrix.backends.base import ROLES, Backend, Role
 from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import StartupError, UnavailableError
 from servicematrix.info import ServerInfo, redis_identity
@@ -96,10 +96,9 @@ class ExternalBackend(Backend):
                 f"{stem.replace('_', '-')} (ini servicematrix_{stem}, env "
                 f"SERVICEMATRIX_{stem.upper()})"
             )
-        problem = next(filter(None, map(client_missing, roles)), None)
         # Logging in once here makes a URL that cannot be used one usage error before any
         # test starts, instead of a failure in every test.
-        return problem or _problem(config, roles)
+        return _problem(config, roles)
 
     def start_postgres(self) -> ServerInfo:
         import psycopg

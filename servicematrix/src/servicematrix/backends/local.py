@@ -22,7 +22,6 @@ from servicematrix.backends.base import (
     Backend,
     Role,
     WorkerContext,
-    client_missing,
 )
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
@@ -68,9 +67,7 @@ class LocalBackend(Backend):
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
         checks = {"postgres": _missing_postgres, "redis": _missing_redis}
-        return next(
-            (p for role in roles if (p := client_missing(role) or checks[role](config))), None
-        )
+        return next((p for role in roles if (p := checks[role](config))), None)
 
     def start_postgres(self) -> ServerInfo:
         found = binaries.find_postgres(self.ctx.config.pg_major)
