@@ -29,11 +29,12 @@ LOOPBACK = {"127.0.0.1", "::1"}
 NO_RETRY = Retry(NoBackoff(), 0)
 
 
-@pytest.fixture(scope="module", params=["local", "docker"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Each backend that starts servers of its own; docker skips without an engine."""
+@pytest.fixture(scope="module", params=["local", "docker", "docker-loopback"])
+def shape(request: pytest.FixtureRequest) -> str:
+    """Each backend that starts servers of its own, docker on both network paths; docker
+    skips without an engine."""
     name = str(request.param)
-    if name == "docker":
+    if name.startswith("docker"):
         reason = DockerBackend.unavailable(config_for(name))
         if reason:
             if os.environ.get("CI"):
@@ -42,16 +43,23 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
-def config_for(backend: str) -> Config:
-    return Config.parse({"backend": backend, "pg": str(PG), "redis": str(REDIS)})
+@pytest.fixture(scope="module")
+def backend(shape: str) -> str:
+    return shape.split("-")[0]
+
+
+def config_for(shape: str) -> Config:
+    backend, _, address = shape.partition("-")
+    raw = {"backend": backend, "pg": str(PG), "redis": str(REDIS), "docker_address": address}
+    return Config.parse(raw)
 
 
 @pytest.fixture(scope="module")
-def runs(backend: str) -> Iterator[list[Worker]]:
+def runs(shape: str, backend: str) -> Iterator[list[Worker]]:
     """Two runs' workers on ``backend``, alive together, as two concurrent pytest runs."""
     with ExitStack() as stack:
         workers = [
-            stack.enter_context(Worker(config_for(backend), backend, new_run_id(), f"sec{i}"))
+            stack.enter_context(Worker(config_for(shape), backend, new_run_id(), f"sec{i}"))
             for i in range(2)
         ]
         for worker in workers:
@@ -147,10 +155,10 @@ def container_bindings(run_id: str) -> list[tuple[str, int]]:
     return [(b["HostIp"], int(b["HostPort"])) for p in ports for bs in p.values() for b in bs or []]
 
 
-def test_servers_listen_on_loopback_only(runs: list[Worker], backend: str) -> None:
+def test_servers_are_reachable_from_this_host_only(runs: list[Worker], shape: str) -> None:
     for worker in runs:
         pg, rd = worker.ready().values()
-        if backend == "local":
+        if shape == "local":
             # By port, not by the server's descriptors: root in a container (no
             # CAP_SYS_PTRACE) cannot read /proc/PID/fd of the account servers run as.
             for server in (pg, rd):
@@ -159,6 +167,14 @@ def test_servers_listen_on_loopback_only(runs: list[Worker], backend: str) -> No
                 assert {a.rpartition(":")[0] for a in addresses} <= LOOPBACK, addresses
             continue
         bindings = container_bindings(worker.backend.ctx.run_id)
+        if shape == "docker" and pg.host not in LOOPBACK:
+            # The bridge path: the servers are reached at their container's own address on
+            # the engine's private bridge, and nothing at all is published on the host.
+            assert bindings == []
+            assert pg.host == rd.host
+            assert ipaddress.ip_address(pg.host).is_private
+            assert (pg.port, rd.port) == (5432, 6379)
+            continue
         assert sorted(port for _, port in bindings) == sorted([pg.port, rd.port])
         assert {host for host, _ in bindings} == {"127.0.0.1"}
         # Whatever listens on the host for those ports (docker-proxy) is loopback too.
@@ -199,7 +215,7 @@ def test_fails_showing_servers(pg_server, redis_server, sync_engine, sync_redis)
 
 
 def test_passwords_never_reach_output_or_reports(
-    inner: pytest.Pytester, backend: str, tmp_path: Path
+    inner: pytest.Pytester, shape: str, backend: str, tmp_path: Path
 ) -> None:
     out = inner.mkdir("secrets")
     inner.makepyfile(RECORD_AND_SHOW.format(out=str(out)))
@@ -207,6 +223,7 @@ def test_passwords_never_reach_output_or_reports(
     result = inner.runpytest(
         *("-n", "2", "--dist", "each", "-v", "-rA", "-l", "--setup-show"),
         f"--servicematrix-backend={backend}",
+        f"--servicematrix-docker-address={config_for(shape).docker_address}",
         f"--servicematrix-report={report}",
         f"--junitxml={junit}",
     )

@@ -19,6 +19,8 @@ from servicematrix.errors import ConfigError
 Backend = Literal["auto", "docker", "local", "external"]
 BACKENDS: tuple[Backend, ...] = ("auto", "docker", "local", "external")
 DRIVERS = ("sync", "async")
+DockerAddress = Literal["auto", "bridge", "loopback"]
+DOCKER_ADDRESSES: tuple[DockerAddress, ...] = ("auto", "bridge", "loopback")
 # What a run that names no version gets, whichever backend serves it: installing an
 # extra or a server package never changes it.
 DEFAULT_PG = 17
@@ -68,6 +70,12 @@ SETTINGS = (
     Setting("valkey_image", "Valkey image for the docker backend", "valkey/valkey:{version}"),
     Setting("image_prefix", "registry prefix for every image, e.g. registry.example.com/mirror/"),
     Setting(
+        "docker_address",
+        "how tests reach containers: auto (the container's bridge address where this host "
+        "routes to it, else 127.0.0.1), bridge or loopback",
+        "auto",
+    ),
+    Setting(
         "report", "write what served the run (versions, backend, timings) as JSON to this file"
     ),
     Setting(
@@ -109,6 +117,7 @@ class Config:
     redis_image: str = "redis:{version}"
     valkey_image: str = "valkey/valkey:{version}"
     image_prefix: str = ""
+    docker_address: DockerAddress = "auto"
     report: Path | None = None
     env: tuple[tuple[str, str], ...] = ()
 
@@ -142,6 +151,9 @@ class Config:
         backend = raw.get("backend") or "auto"
         if backend not in BACKENDS:
             raise ConfigError(_bad("backend", backend, "one of " + ", ".join(BACKENDS)))
+        address = raw.get("docker_address") or "auto"
+        if address not in DOCKER_ADDRESSES:
+            raise ConfigError(_bad("docker_address", address, "auto, bridge or loopback"))
         driver = raw.get("driver")
         if driver not in (*DRIVERS, "both", None):
             raise ConfigError(_bad("driver", driver, "both, sync or async"))
@@ -158,6 +170,7 @@ class Config:
             redis_image=_image(raw, "redis_image"),
             valkey_image=_image(raw, "valkey_image"),
             image_prefix=raw.get("image_prefix") or "",
+            docker_address=address,
             report=_report(raw.get("report")),
             env=_env(raw.get("env")),
         )

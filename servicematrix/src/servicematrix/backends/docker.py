@@ -1,19 +1,29 @@
 """The docker backend: per-worker containers through testcontainers.
 
-Ports are published on 127.0.0.1 only, passwords are random per worker, and every
-container carries labels naming the run and the worker. The reaper removes this
-worker's containers when the worker ends, however it ends; Ryuk is used as well
-where its image is present.
+Where this host routes to the engine's bridge network (a local engine on Linux), tests
+connect to the containers' own bridge address and nothing is published: no userland
+proxy on each round trip, nothing reachable from beyond the host. The servers then share
+the network namespace of a small holder container, so a server that a test stops and
+starts comes back at the same address. Elsewhere (Docker Desktop, a remote engine) ports
+are published on 127.0.0.1 only. Passwords are random per worker, and every container
+carries labels naming the run and the worker. The reaper removes this worker's
+containers when the worker ends, however it ends; Ryuk is used as well where its image
+is present.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
+import struct
+import sys
+import threading
 import time
 from collections.abc import Callable, Collection
-from contextlib import closing, suppress
+from contextlib import suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -114,11 +124,20 @@ class DockerBackend(Backend):
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
-        _configure_ryuk()
         self._containers: dict[Role, Any] = {}
         # Before any container exists: one whose start a kill cuts short is never tracked
         # by id, and the reaper then finds it by these labels.
         ctx.reaper.track_labels(self._labels())
+        client = _engine()
+        try:
+            _configure_ryuk(client)
+            self._bridge = _bridge_route(client, ctx.config)
+        finally:
+            client.close()
+        # The holder whose network the servers join, and its bridge address; made by the
+        # first server that starts (servers start side by side).
+        self._holder_lock = threading.Lock()
+        self._holder: tuple[Any, str] | None = None
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
@@ -161,8 +180,8 @@ class DockerBackend(Backend):
             "POSTGRES_PASSWORD": password,
             "POSTGRES_DB": "postgres",
         }
-        container, port = self._run("postgres", image, PG_PORT, env, ["postgres", *_PG_ARGS])
-        conninfo = f"host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2"
+        container, host, port = self._run("postgres", image, PG_PORT, env, ["postgres", *_PG_ARGS])
+        conninfo = f"host={host} port={port} user=postgres dbname=postgres connect_timeout=2"
 
         def version() -> str | None:
             try:
@@ -174,7 +193,7 @@ class DockerBackend(Backend):
 
         served = _poll(version, container, image)
         return ServerInfo(
-            "postgresql", "127.0.0.1", port, "postgres", password, "postgres", served, self.name
+            "postgresql", host, port, "postgres", password, "postgres", served, self.name
         )
 
     def start_redis(self) -> ServerInfo:
@@ -183,10 +202,8 @@ class DockerBackend(Backend):
         password = new_password()
         image = images(self.ctx.config)["redis"]
         command = ["--requirepass", password, "--save", "", "--appendonly", "no"]
-        container, port = self._run("redis", image, REDIS_PORT, {}, command)
-        client = redis.Redis(
-            host="127.0.0.1", port=port, password=password, socket_connect_timeout=2
-        )
+        container, host, port = self._run("redis", image, REDIS_PORT, {}, command)
+        client = redis.Redis(host=host, port=port, password=password, socket_connect_timeout=2)
 
         def info() -> dict[str, Any] | None:
             try:
@@ -197,7 +214,7 @@ class DockerBackend(Backend):
         with client:
             server = _poll(info, container, image)
         product, version = redis_identity(server)
-        return ServerInfo(product, "127.0.0.1", port, "", password, 0, version, self.name)
+        return ServerInfo(product, host, port, "", password, 0, version, self.name)
 
     def control_unavailable(self) -> str | None:
         return None
@@ -243,29 +260,77 @@ class DockerBackend(Backend):
 
     def _run(
         self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
-    ) -> tuple[Any, int]:
-        """Start on a host port chosen here: the engine would pick a new one at each restart."""
+    ) -> tuple[Any, str, int]:
+        """Start ``role``'s container; return it and the address tests reach it at."""
+        holder = self._holder_for(image)
+        if holder is not None:
+            container, address = holder
+            network = {"network_mode": f"container:{container.get_wrapped_container().id}"}
+            return self._start(role, image, env, command, network), address, port
+        return self._published(role, image, port, env, command)
+
+    def _published(
+        self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
+    ) -> tuple[Any, str, int]:
+        """Publish on a host port chosen here: the engine would pick a new one at each restart."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             host_port = free_port()
-            container = self._container(image, env, command)
             # Loopback only: nothing else on the network may reach a test server.
-            container.ports[f"{port}/tcp"] = ("127.0.0.1", host_port)
+            ports = {port: ("127.0.0.1", host_port)}
             try:
-                container.start()
-            except Exception as exc:
-                _remove_unstarted(container)
-                if attempt < PORT_ATTEMPTS and any(t in str(exc) for t in _PORT_TAKEN):
-                    continue
-                raise StartupError(f"could not start {image}: {str(exc).splitlines()[0]}") from exc
-            self.ctx.reaper.track_container(container.get_wrapped_container().id)
-            self._containers[role] = container
-            return container, host_port
+                return self._start(role, image, env, command, {}, ports), "127.0.0.1", host_port
+            except _PortTakenError:
+                if attempt == PORT_ATTEMPTS:
+                    raise StartupError(
+                        f"could not start {image}: {PORT_ATTEMPTS} host ports were taken "
+                        "as it started"
+                    ) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _start(
+        self,
+        role: Role | None,
+        image: str,
+        env: dict[str, str],
+        command: list[str],
+        kwargs: dict[str, Any],
+        ports: dict[int, tuple[str, int]] | None = None,
+    ) -> Any:
+        container = self._container(image, env, command).with_kwargs(
+            labels=self._labels(), **kwargs
+        )
+        for port, binding in (ports or {}).items():
+            # with_bind_ports takes no host address; docker-py takes an (address, port) pair.
+            container.ports[f"{port}/tcp"] = binding
+        try:
+            container.start()
+        except Exception as exc:
+            _remove_unstarted(container)
+            if any(t in str(exc) for t in _PORT_TAKEN):
+                raise _PortTakenError from exc
+            raise StartupError(f"could not start {image}: {str(exc).splitlines()[0]}") from exc
+        self.ctx.reaper.track_container(container.get_wrapped_container().id)
+        if role is not None:
+            self._containers[role] = container
+        return container
+
+    def _holder_for(self, image: str) -> tuple[Any, str] | None:
+        """The holder container and its bridge address, started once; None off the bridge."""
+        if self._bridge is None:
+            return None
+        with self._holder_lock:
+            if self._holder is None:
+                holder = self._start(None, image, {}, ["infinity"], {"entrypoint": ["sleep"]})
+                wrapped = holder.get_wrapped_container()
+                wrapped.reload()
+                networks = wrapped.attrs["NetworkSettings"]["Networks"]
+                self._holder = holder, str(networks["bridge"]["IPAddress"])
+            return self._holder
 
     def _container(self, image: str, env: dict[str, str], command: list[str]) -> Any:
         from testcontainers.core.container import DockerContainer
 
-        container = DockerContainer(image).with_command(command).with_kwargs(labels=self._labels())
+        container = DockerContainer(image).with_command(command)
         for name, value in env.items():
             container.with_env(name, value)
         return container
@@ -309,12 +374,63 @@ def _poll(probe: Any, container: Any, image: str) -> Any:
     raise StartupError(f"{image} was not ready after {READY_TIMEOUT:.0f} s")
 
 
-def _configure_ryuk() -> None:
+def _configure_ryuk(client: docker.DockerClient) -> None:
     """Use Ryuk where its image is present; otherwise our reaper alone (it never pulls)."""
     from testcontainers.core.config import testcontainers_config as tc
 
-    if tc.ryuk_disabled:
-        return
-    with closing(_engine()) as client:
-        if missing(client, [tc.ryuk_image]):
-            tc.ryuk_disabled = True
+    if not tc.ryuk_disabled and missing(client, [tc.ryuk_image]):
+        tc.ryuk_disabled = True
+
+
+class _PortTakenError(Exception):
+    """The host port chosen for a container was taken before the engine bound it."""
+
+
+def _bridge_route(client: docker.DockerClient, config: Config) -> ipaddress.IPv4Network | None:
+    """The engine's bridge subnet if tests are to connect through it, else None.
+
+    ``auto`` uses it where the engine runs on this Linux host and this host has a route to
+    the subnet (not its default route): Docker Desktop and remote engines have none.
+    """
+    import docker.errors
+
+    if config.docker_address == "loopback":
+        return None
+    local = urlsplit(os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST).scheme == "unix"
+    subnet = None
+    with suppress(docker.errors.DockerException, KeyError, IndexError, ValueError):
+        ipam = client.networks.get("bridge").attrs["IPAM"]["Config"]
+        subnet = ipaddress.IPv4Network(next(c["Subnet"] for c in ipam if "." in c["Subnet"]))
+    routed = (
+        subnet is not None
+        and local
+        and sys.platform == "linux"
+        and any(subnet.subnet_of(route) for route in _routes())
+    )
+    if routed:
+        return subnet
+    if config.docker_address == "bridge":
+        where = f"the engine's bridge network {subnet}" if subnet else "no bridge network"
+        raise StartupError(
+            f"servicematrix_docker_address=bridge, but this host cannot route to {where}: "
+            "set it to auto or loopback"
+        )
+    return None
+
+
+def _routes() -> list[ipaddress.IPv4Network]:
+    """This host's IPv4 routes other than the default one, from /proc/net/route."""
+    try:
+        lines = Path("/proc/net/route").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    routes = []
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8 or int(fields[7], 16) == 0:
+            continue
+        # Destination and mask are hex words in this host's byte order.
+        net, mask = (socket.inet_ntoa(struct.pack("=I", int(fields[i], 16))) for i in (1, 7))
+        with suppress(ValueError):
+            routes.append(ipaddress.IPv4Network(f"{net}/{mask}"))
+    return routes
