@@ -23,7 +23,7 @@ from pathlib import Path
 
 from common import STAT_COLUMNS, Plot, Result, Stat, Table, Target, ratio, save
 
-from servicematrix.backends import registry
+from servicematrix.backends import backend_class
 from servicematrix.config import Config
 from servicematrix.provision import Worker, new_run_id
 
@@ -78,7 +78,7 @@ def runners(config: Config) -> dict[str, Callable[[], float]]:
 
 def check_available(config: Config, scenarios: list[str]) -> None:
     for backend in {"local" if s.startswith("local") else "docker" for s in scenarios}:
-        reason = registry()[backend].unavailable(config)
+        reason = backend_class(backend).unavailable(config)
         if reason:
             raise SystemExit(f"provision: cannot measure the {backend} backend: {reason}")
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from servicematrix import drivers, envmap
-from servicematrix.backends import Choice, registry, select_backend
+from servicematrix.backends import Choice, backend_class, select_backend
 from servicematrix.config import SETTINGS, Config
 from servicematrix.config import Backend as BackendName
 from servicematrix.errors import ServiceMatrixError
@@ -317,7 +317,7 @@ def servicematrix_worker(request: pytest.FixtureRequest) -> Worker:
     note = state.handoff.choice() if state.handoff is not None else None
     if note is not None and state.worker is None:
         name, why, roles = note
-        state.choice, state.roles = Choice(registry()[name], why), roles
+        state.choice, state.roles = Choice(backend_class(name), why), roles
         _start(state, roles, _worker_id(request.config))
     if state.worker is None:  # no test was seen to use a server: this one asks for one
         _decide(state, set(), request.config)

@@ -9,7 +9,7 @@ from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from servicematrix.backends import Backend, WorkerContext, registry
+from servicematrix.backends import Backend, WorkerContext, backend_class
 from servicematrix.config import Config
 from servicematrix.faults import ServerControl
 from servicematrix.info import ROLES, Role, ServerInfo
@@ -43,7 +43,7 @@ class Worker:
         reaper.track_path(workdir)
         give_to_server(workdir)
         ctx = WorkerContext(config, run_id, worker_id, reaper, workdir)
-        self.backend: Backend = registry()[backend](ctx)
+        self.backend: Backend = backend_class(backend)(ctx)
         self._reaper = reaper
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="servicematrix")
         self._servers: dict[Role, Future[ServerInfo]] = {}

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from servicematrix.backends.base import Backend, WorkerContext, client_missing
-from servicematrix.backends.docker import DockerBackend
-from servicematrix.backends.external import ExternalBackend
-from servicematrix.backends.local import LocalBackend
 from servicematrix.config import Config
 from servicematrix.errors import UnavailableError
 from servicematrix.info import ROLES, Role
 
-__all__ = ["Backend", "Choice", "WorkerContext", "registry", "select_backend"]
+__all__ = ["Backend", "Choice", "WorkerContext", "backend_class", "select_backend"]
+
+# Backends by name, in the order ``auto`` tries them; each module loads when first asked
+# for, so a run imports only the backends it considers.
+_CLASSES = {
+    "external": ("servicematrix.backends.external", "ExternalBackend"),
+    "docker": ("servicematrix.backends.docker", "DockerBackend"),
+    "local": ("servicematrix.backends.local", "LocalBackend"),
+}
 
 
-def registry() -> dict[str, type[Backend]]:
-    """Backends by name, in the order ``auto`` tries them."""
-    return {b.name: b for b in (ExternalBackend, DockerBackend, LocalBackend)}
+def backend_class(name: str) -> type[Backend]:
+    """The backend called ``name``."""
+    module, cls = _CLASSES[name]
+    found: type[Backend] = getattr(importlib.import_module(module), cls)
+    return found
 
 
 @dataclass(frozen=True)
@@ -49,21 +57,21 @@ def select_backend(
     lacking = next(filter(None, map(client_missing, roles)), None)
     if lacking:
         raise UnavailableError(lacking)
-    backends = registry()
     # URLs name the servers to use: starting others instead would hide that they cannot be.
     urls = config.pg_url or config.redis_url
     named = "external" if config.backend == "auto" and urls else config.backend
     if named != "auto":
-        chosen = backends[named]
+        chosen = backend_class(named)
         reason = chosen.unavailable(config, roles) or chosen.prepare(config, roles, report)
         if reason:
             raise UnavailableError(f"{chosen.name} backend: {reason}")
         why = "asked for" if config.backend != "auto" else "auto: URLs are set"
         return Choice(chosen, why)
     reasons: list[str] = []
-    for backend in backends.values():
-        if backend is ExternalBackend:
+    for name in _CLASSES:
+        if name == "external":
             continue  # only with URLs, handled above
+        backend = backend_class(name)
         reason = backend.unavailable(config, roles) or backend.prepare(config, roles, report)
         if reason is None:
             passed = "; ".join(reasons)

@@ -109,6 +109,24 @@ def _unreachable() -> str | None:
     return None
 
 
+def _engine_problem() -> str | None:
+    """Why no engine answers, or None; docker-py is imported only once a socket answers."""
+    problem = _unreachable()
+    if problem is None:
+        import docker.errors
+
+        try:
+            _engine().close()
+        except docker.errors.DockerException as exc:
+            problem = str(exc).splitlines()[0][:120]
+    if problem is None:
+        return None
+    return (
+        f"no Docker engine answers ({problem}): start one (`docker info` should "
+        "answer) or set servicematrix_backend=local"
+    )
+
+
 def _engine(timeout: int = ENGINE_TIMEOUT) -> docker.DockerClient:
     import docker
 
@@ -141,24 +159,7 @@ class DockerBackend(Backend):
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
-        problem = _testcontainers_problem()
-        if problem:
-            return problem
-        import docker.errors
-
-        problem = _unreachable()
-        client = None
-        try:
-            client = None if problem else _engine()
-        except docker.errors.DockerException as exc:
-            problem = str(exc).splitlines()[0][:120]
-        if client is None:
-            return (
-                f"no Docker engine answers ({problem}): start one (`docker info` should "
-                "answer) or set servicematrix_backend=local"
-            )
-        client.close()
-        return None
+        return _testcontainers_problem() or _engine_problem()
 
     @classmethod
     def prepare(
@@ -266,7 +267,7 @@ class DockerBackend(Backend):
         if holder is not None:
             container, address = holder
             network = {"network_mode": f"container:{container.get_wrapped_container().id}"}
-            return self._start(role, image, env, command, network), address, port
+            return self._start(role, image, env, command, kwargs=network), address, port
         return self._published(role, image, port, env, command)
 
     def _published(
@@ -278,7 +279,7 @@ class DockerBackend(Backend):
             # Loopback only: nothing else on the network may reach a test server.
             ports = {port: ("127.0.0.1", host_port)}
             try:
-                return self._start(role, image, env, command, {}, ports), "127.0.0.1", host_port
+                return self._start(role, image, env, command, ports=ports), "127.0.0.1", host_port
             except _PortTakenError:
                 if attempt == PORT_ATTEMPTS:
                     raise StartupError(
@@ -293,11 +294,12 @@ class DockerBackend(Backend):
         image: str,
         env: dict[str, str],
         command: list[str],
-        kwargs: dict[str, Any],
+        *,
+        kwargs: dict[str, Any] | None = None,
         ports: dict[int, tuple[str, int]] | None = None,
     ) -> Any:
         container = self._container(image, env, command).with_kwargs(
-            labels=self._labels(), **kwargs
+            labels=self._labels(), **(kwargs or {})
         )
         for port, binding in (ports or {}).items():
             # with_bind_ports takes no host address; docker-py takes an (address, port) pair.
@@ -320,7 +322,8 @@ class DockerBackend(Backend):
             return None
         with self._holder_lock:
             if self._holder is None:
-                holder = self._start(None, image, {}, ["infinity"], {"entrypoint": ["sleep"]})
+                sleep = {"entrypoint": ["sleep"]}
+                holder = self._start(None, image, {}, ["infinity"], kwargs=sleep)
                 wrapped = holder.get_wrapped_container()
                 wrapped.reload()
                 networks = wrapped.attrs["NetworkSettings"]["Networks"]
