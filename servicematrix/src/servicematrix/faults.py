@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from servicematrix.backends.base import ROLES, Backend, Role
 from servicematrix.errors import ControlError
 from servicematrix.info import ServerInfo
+from servicematrix.processes import poll
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -144,11 +145,8 @@ class ServerControl:
 
 def _wait(condition: Callable[[], bool], failure: str, timeout: float = READY_TIMEOUT) -> None:
     """Poll ``condition`` until it holds; a ControlError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise ControlError(f"{failure} ({timeout:.0f} s)")
-        time.sleep(POLL_SECONDS)
+    if not poll(condition, timeout, POLL_SECONDS):
+        raise ControlError(f"{failure} ({timeout:.0f} s)")
 
 
 def _refuses(server: ServerInfo) -> bool:

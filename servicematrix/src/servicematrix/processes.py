@@ -1,4 +1,4 @@
-"""Running server processes: ports, privileges, readiness."""
+"""Running server processes: ports, privileges, readiness, and the one way to wait."""
 
 from __future__ import annotations
 
@@ -10,13 +10,59 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import NamedTuple, TypedDict, TypeVar
 
 from servicematrix.errors import StartupError
 
 POLL_SECONDS = 0.005
+T = TypeVar("T")
 _UNPRIVILEGED_USER = "nobody"
 _MIN_SHM_BYTES = 1 << 30
+
+
+def poll(check: Callable[[], T | None], timeout: float, interval: float = POLL_SECONDS) -> T | None:
+    """Call ``check`` every ``interval`` seconds until it returns neither None nor False.
+
+    Returns that answer, or None once ``timeout`` seconds have passed. ``check`` raises to
+    stop early, e.g. when the process it waits on has exited.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = check()
+        if answer is not None and answer is not False:
+            return answer
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+class ProcStat(NamedTuple):
+    """What /proc/PID/stat says of a process: its name, state letter and parent."""
+
+    name: str
+    state: str
+    ppid: int
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """``pid``'s /proc/PID/stat, or None once it is gone (or where there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The name is in parentheses and may itself hold spaces or parentheses.
+    head, _, tail = stat.rpartition(")")
+    state, ppid = tail.split()[:2]
+    return ProcStat(head.partition("(")[2], state, int(ppid))
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := proc_stat(int(entry.name))) and stat.ppid == pid:
+            found.append(int(entry.name))
+    return found
 
 
 def free_port() -> int:
@@ -92,15 +138,17 @@ def wait_until(
     timeout: float = 30.0,
 ) -> None:
     """Poll ``ready`` until it is true; fail at once if the process exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def check() -> bool:
         if ready():
-            return
+            return True
         if proc.poll() is not None:
             raise StartupError(f"{what} exited with code {proc.returncode}: {last_line(log)}")
-        time.sleep(POLL_SECONDS)
-    proc.kill()
-    raise StartupError(f"{what} was not ready after {timeout:.0f} s: {last_line(log)}")
+        return False
+
+    if not poll(check, timeout):
+        proc.kill()
+        raise StartupError(f"{what} was not ready after {timeout:.0f} s: {last_line(log)}")
 
 
 def last_line(log: Path) -> str:

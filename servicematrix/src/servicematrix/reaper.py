@@ -20,14 +20,16 @@ import subprocess
 import sys
 import time
 from contextlib import closing, suppress
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
+
+from servicematrix.processes import poll, proc_stat
 
 if TYPE_CHECKING:
     import docker
 
 GRACE_SECONDS = 5.0
-POLL_SECONDS = 0.5
+# How often the reaper looks at the process it watches while no order arrives.
+WATCH_SECONDS = 0.5
 # After an owner dies mid-start, a container it asked for may appear a moment later:
 # the reaper sweeps by label for at least this long, until a sweep finds none.
 SETTLE_SECONDS = 2.0
@@ -92,11 +94,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
+    stat = proc_stat(pid)
+    return stat is None or stat.state != "Z"
 
 
 def _stop_processes(pids: dict[int, int]) -> None:
@@ -105,11 +104,13 @@ def _stop_processes(pids: dict[int, int]) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             continue
-    deadline = time.monotonic() + GRACE_SECONDS
-    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+
+    def gone() -> bool:
         _reap_children()
-        time.sleep(0.01)
-    for pid in alive:
+        return not any(_alive(p) for p in pids)
+
+    poll(gone, GRACE_SECONDS, 0.01)
+    for pid in [p for p in pids if _alive(p)]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -134,15 +135,19 @@ def _remove_containers(ids: list[str], labels: list[str], owner_died: bool) -> N
 
     settled = time.monotonic() + SETTLE_SECONDS
     with closing(docker.from_env(timeout=60)) as client:
-        while True:
+
+        def swept() -> bool:
+            nonlocal ids
             found = list(dict.fromkeys([*ids, *_labelled(client, labels)]))
             for container_id in found:
                 with suppress(docker.errors.NotFound):
                     client.api.remove_container(container_id, force=True, v=True)
             ids = []
-            if not owner_died or (not found and time.monotonic() >= settled):
-                return
-            time.sleep(SWEEP_SECONDS)
+            return not owner_died or (not found and time.monotonic() >= settled)
+
+        # A dead owner's starts still under way may yet create containers: sweep until
+        # none has appeared for SETTLE_SECONDS.
+        poll(swept, float("inf"), SWEEP_SECONDS)
 
 
 def _labelled(client: docker.DockerClient, labels: list[str]) -> list[str]:
@@ -165,7 +170,7 @@ def _read_orders(
     # select(), and would be lost when the watched process ends first.
     pending = b""
     while True:
-        ready, _, _ = select.select([fd], [], [], POLL_SECONDS)
+        ready, _, _ = select.select([fd], [], [], WATCH_SECONDS)
         if not ready:
             if watch_pid and not _alive(watch_pid):
                 # An xdist worker whose controller is gone would go on starting servers

@@ -20,7 +20,6 @@ import socket
 import struct
 import sys
 import threading
-import time
 from collections.abc import Callable, Collection
 from contextlib import suppress
 from pathlib import Path
@@ -38,7 +37,7 @@ from servicematrix.backends.base import (
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo, new_password, redis_identity
-from servicematrix.processes import free_port
+from servicematrix.processes import T, free_port, poll
 from servicematrix.pull import missing
 
 if TYPE_CHECKING:
@@ -48,7 +47,10 @@ if TYPE_CHECKING:
 TESTCONTAINERS_MIN = (4, 8)
 PG_PORT = 5432
 REDIS_PORT = 6379
-POLL_SECONDS = 0.05
+# A probe of a server starting up, and a question to the engine, cost more than a look
+# at /proc: these poll less often than the local backend does.
+READY_POLL_SECONDS = 0.05
+ENGINE_POLL_SECONDS = 0.01
 READY_TIMEOUT = 60.0
 ENGINE_TIMEOUT = 5
 LABEL = "io.servicematrix"
@@ -192,7 +194,7 @@ class DockerBackend(Backend):
                 return None
             return str(row[0]).split()[0] if row else None
 
-        served = _poll(version, container, image)
+        served = _await_answer(version, container, image)
         return ServerInfo(
             "postgresql", host, port, "postgres", password, "postgres", served, self.name
         )
@@ -213,7 +215,7 @@ class DockerBackend(Backend):
                 return None
 
         with client:
-            server = _poll(info, container, image)
+            server = _await_answer(info, container, image)
         product, version = redis_identity(server)
         return ServerInfo(product, host, port, "", password, 0, version, self.name)
 
@@ -351,20 +353,19 @@ def _remove_unstarted(container: Any) -> None:
 
 def _await_status(wrapped: Any, status: str) -> None:
     """Poll the engine until the container reports ``status``."""
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while True:
+
+    def reached() -> bool:
         wrapped.reload()
-        if wrapped.status == status:
-            return
-        if time.monotonic() > deadline:
-            raise ControlError(f"container {wrapped.short_id} is {wrapped.status}, not {status}")
-        time.sleep(POLL_SECONDS / 5)
+        return bool(wrapped.status == status)
+
+    if not poll(reached, STOP_TIMEOUT, ENGINE_POLL_SECONDS):
+        raise ControlError(f"container {wrapped.short_id} is {wrapped.status}, not {status}")
 
 
-def _poll(probe: Any, container: Any, image: str) -> Any:
-    """Call ``probe`` every POLL_SECONDS until it answers; fail fast if the container exits."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
+def _await_answer(probe: Callable[[], T | None], container: Any, image: str) -> T:
+    """Call ``probe`` until it answers; fail fast if the container exits."""
+
+    def check() -> T | None:
         answer = probe()
         if answer is not None:
             return answer
@@ -373,8 +374,12 @@ def _poll(probe: Any, container: Any, image: str) -> Any:
         if wrapped.status in ("exited", "dead"):
             logs = wrapped.logs().decode(errors="replace").strip().splitlines()
             raise StartupError(f"{image} exited: {logs[-1] if logs else '(no output)'}")
-        time.sleep(POLL_SECONDS)
-    raise StartupError(f"{image} was not ready after {READY_TIMEOUT:.0f} s")
+        return None
+
+    answer = poll(check, READY_TIMEOUT, READY_POLL_SECONDS)
+    if answer is None:
+        raise StartupError(f"{image} was not ready after {READY_TIMEOUT:.0f} s")
+    return answer
 
 
 def _configure_ryuk(client: docker.DockerClient) -> None:

@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,15 @@ from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo, new_password
 from servicematrix.initdb import SUPERUSER, template_for
-from servicematrix.processes import free_port, give_to_server, spawn, wait_until
+from servicematrix.processes import (
+    children,
+    free_port,
+    give_to_server,
+    poll,
+    proc_stat,
+    spawn,
+    wait_until,
+)
 
 PORT_ATTEMPTS = 3
 # Throwaway clusters: durability only costs time here.
@@ -208,14 +215,11 @@ class LocalBackend(Backend):
         # too, because a PostgreSQL backend serves its session on its own (and runs in a
         # session of its own, so the process group would not reach it).
         os.kill(launch.proc.pid, sig)
-        for child in _children(launch.proc.pid):
+        for child in children(launch.proc.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, sig)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while _process_state(launch.proc.pid) not in wanted:
-            if time.monotonic() > deadline:
-                raise ControlError(f"{launch.what} did not take signal {sig} in time")
-            time.sleep(0.005)
+        if not poll(lambda: _process_state(launch.proc.pid) in wanted, STOP_TIMEOUT):
+            raise ControlError(f"{launch.what} did not take signal {sig} in time")
 
     def _serve(
         self,
@@ -274,23 +278,10 @@ class _Launch:
     proc: subprocess.Popen[bytes]
 
 
-def _children(pid: int) -> list[int]:
-    """The live processes whose parent is ``pid``."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
-
-
 def _process_state(pid: int) -> str:
     """The one-letter state in /proc/PID/stat: R, S, D, T (stopped), Z; X when gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "X"
-    return stat.rpartition(")")[2].split()[0]
+    stat = proc_stat(pid)
+    return stat.state if stat else "X"
 
 
 def _pg_ready(datadir: Path) -> bool:
