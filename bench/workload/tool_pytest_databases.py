@@ -1,0 +1,60 @@
+"""pytest-databases: one PostgreSQL and one Redis container shared by every worker, a
+database of each per worker, TRUNCATE and FLUSHDB after each test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schema
+from pytest_databases.docker.postgres import PostgresService
+from pytest_databases.docker.redis import RedisService
+from redis import Redis
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session
+
+pytest_plugins = ["pytest_databases.docker.postgres", "pytest_databases.docker.redis"]
+
+
+@pytest.fixture(scope="session")
+def postgres_image() -> str:
+    return os.environ.get("BENCH_PG_IMAGE", "postgres:15")
+
+
+@pytest.fixture(scope="session")
+def redis_image() -> str:
+    return os.environ.get("BENCH_REDIS_IMAGE", "redis:7")
+
+
+@pytest.fixture(scope="session")
+def engine(postgres_service: PostgresService) -> Iterator[Engine]:
+    s = postgres_service
+    url = f"postgresql+psycopg://{s.user}:{s.password}@{s.host}:{s.port}/{s.database}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        schema.create(connection)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_connection(redis_service: RedisService) -> Iterator[Redis]:
+    client = Redis(host=redis_service.host, port=redis_service.port, db=redis_service.db)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Session]:
+    with Session(engine) as session:
+        yield session
+    with engine.begin() as connection:
+        connection.execute(schema.TRUNCATE)
+
+
+@pytest.fixture
+def kv(redis_connection: Redis) -> Iterator[Any]:
+    yield redis_connection
+    redis_connection.flushdb()

@@ -1,0 +1,47 @@
+"""pytest-postgresql and pytest-redis: servers from this machine's binaries, a database
+cloned from a template that holds the schema for every test, Redis flushed after each.
+
+The binaries come from --postgresql-exec and --redis-exec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schema
+from pytest_postgresql import factories
+from pytest_redis import factories as redis_factories
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+
+def load(host: str, port: int, user: str, dbname: str, password: str | None, **_: Any) -> None:
+    auth = f"{user}:{password}" if password else user
+    engine = create_engine(f"postgresql+psycopg://{auth}@{host}:{port}/{dbname}")
+    with engine.begin() as connection:
+        schema.create(connection)
+    engine.dispose()
+
+
+postgresql_proc = factories.postgresql_proc(load=[load])
+postgresql = factories.postgresql("postgresql_proc")
+redis_proc = redis_factories.redis_proc()
+redisdb = redis_factories.redisdb("redis_proc")
+
+
+@pytest.fixture
+def db(postgresql: Any) -> Iterator[Session]:
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: postgresql, poolclass=StaticPool
+    )
+    with Session(engine) as session:
+        yield session
+    engine.dispose()
+
+
+@pytest.fixture
+def kv(redisdb: Any) -> Any:
+    return redisdb

@@ -1,0 +1,34 @@
+"""servicematrix: a server pair per worker, savepoint rollback and FLUSHDB per test.
+
+The backend, versions and network path come from SERVICEMATRIX_* variables. (A project
+overrides ``servicematrix_db_setup`` in its conftest; a ``-p`` plugin loads before the
+servicematrix plugin, so here the schema is a fixture of its own.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schema
+from sqlalchemy import create_engine
+
+from servicematrix import ServerInfo
+
+
+@pytest.fixture(scope="session")
+def workload_schema(pg_server: ServerInfo) -> None:
+    engine = create_engine(pg_server.url("postgresql+psycopg"))
+    with engine.begin() as connection:
+        schema.create(connection)
+    engine.dispose()
+
+
+@pytest.fixture
+def db(workload_schema: None, sync_db_session: Any) -> Any:
+    return sync_db_session
+
+
+@pytest.fixture
+def kv(sync_redis: Any) -> Any:
+    return sync_redis
