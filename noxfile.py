@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import shutil
+import zlib
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -96,7 +97,9 @@ def install_plugin(session: nox.Session, *extras: str) -> None:
     session.install(plugin_spec(*extras), *deps, env=COMPILED)
 
 
-def run_pytest(session: nox.Session, name: str, *args: str) -> None:
+def run_pytest(
+    session: nox.Session, name: str, *args: str, env: dict[str, str] | None = None
+) -> None:
     """pytest under coverage, xdist workers included; data and JUnit XML under reports/."""
     REPORTS.mkdir(exist_ok=True)
     session.run(
@@ -119,6 +122,7 @@ def run_pytest(session: nox.Session, name: str, *args: str) -> None:
             # pytest caches rewritten modules only where bytecode may be written; without
             # the cache every worker spends seconds rewriting ~400 plugin modules.
             "PYTHONDONTWRITEBYTECODE": "",
+            **(env or {}),
         },
     )
 
@@ -284,7 +288,25 @@ def integration(session: nox.Session, pg: str, redis: str) -> None:
         (session.error if strict() else session.skip)(answer)
     install(session, "tests", extras=extras)
     report = REPORTS / f"servers-{name}.json"
-    run_pytest(session, name, "tests/integration", *versions, f"--servicematrix-report={report}")
+    run_pytest(
+        session,
+        name,
+        "tests/integration",
+        *versions,
+        f"--servicematrix-report={report}",
+        env=fuzz_slice(name),
+    )
+
+
+# Each matrix cell sends this share of the generated requests and examples a plain run
+# sends, drawn from a seed of its own: the cells together try FUZZ_SHARE x 25 times as
+# many distinct cases as one derandomized draw repeated in every cell would.
+FUZZ_SHARE = 0.2
+
+
+def fuzz_slice(name: str) -> dict[str, str]:
+    """The environment that gives the cell ``name`` its own deterministic draw."""
+    return {"SHOP_FUZZ_SEED": str(zlib.crc32(name.encode())), "SHOP_FUZZ_SHARE": str(FUZZ_SHARE)}
 
 
 @nox.session

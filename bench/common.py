@@ -128,11 +128,6 @@ def machine() -> dict[str, str]:
     }
 
 
-def load_average() -> float:
-    """The 1-minute load average, to show how quiet the machine was."""
-    return os.getloadavg()[0]
-
-
 def _git(*args: str) -> str:
     try:
         return subprocess.run(

@@ -9,9 +9,10 @@ and a Redis SET/GET. Each tool runs it with its own fixtures, in a venv of its o
 holds the same pinned pytest, xdist, SQLAlchemy, psycopg and redis-py. Every run of
 every tool is interleaved with the others, in a shuffled order each round. Per run: the
 wall time, the time to the first fixture and to the first test's body (from the moment
-pytest is started), and the peak PSS of the servers it started (server processes and
-Docker's userland proxies, sampled every 0.1 s). The cost of a test is the marginal one:
-the difference in wall time between the two sizes, over the difference in tests.
+pytest is started), the median gap between test ends, and the peak PSS of the servers
+it started and of Docker's processes outside the containers (bench/runner.py). The cost
+of a test is the marginal one: the difference in wall time between the two sizes, over
+the difference in tests.
 
 Peers that need more than pip get it here, and the report says so: the docker tools use
 images already in the engine (pulled first where missing), Ryuk is off for all of them
@@ -22,8 +23,6 @@ PostgreSQL refuses to run as root.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import shutil
 import subprocess
@@ -33,8 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import BENCH, Result, Stat, Table, Target, load_average, save
-from sampling import PssSampler
+from common import BENCH, Result, Stat, Table, Target, save
+from runner import Run, run_pytest
 
 WORKLOAD = BENCH / "workload"
 ROOT = BENCH.parent
@@ -53,6 +52,11 @@ VENVS = {
 }
 IMAGES = ("postgres:15", "redis:7")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# One interpreter for every venv, which the unprivileged account can run too (a Python
+# under root's home is out of its reach).
+BASE_PYTHON = (
+    Path("/usr/bin/python3") if Path("/usr/bin/python3").exists() else Path(sys.executable)
+)
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,8 @@ TOOLS = {
         "testcontainers, TRUNCATE (as documented)", "testcontainers", "tool_testcontainers"
     ),
     "pytest-databases": Tool(
-        "pytest-databases, TRUNCATE", "pytest-databases", "tool_pytest_databases"
+        "pytest-databases, TRUNCATE", "pytest-databases", "tool_pytest_databases",
+        args=("-p", "pytest_databases.docker.postgres", "-p", "pytest_databases.docker.redis"),
     ),
     "pytest-postgresql": Tool(
         "pytest-postgresql + pytest-redis (database per test)", "pytest-postgresql",
@@ -91,15 +96,6 @@ TOOLS = {
         as_nobody=True,
     ),
 }  # fmt: skip
-
-
-@dataclass
-class Run:
-    wall: float
-    first_fixture: float
-    first_test: float
-    pss_mib: float
-    load: float
 
 
 def build_venvs(names: set[str], where: Path) -> dict[str, Path]:
@@ -122,7 +118,9 @@ def build_venvs(names: set[str], where: Path) -> dict[str, Path]:
     for name in sorted(names):
         venv = where / name
         print(f"peers: venv {name}", flush=True)
-        subprocess.run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+        subprocess.run(
+            ["uv", "venv", "--quiet", "--python", str(BASE_PYTHON), str(venv)], check=True
+        )
         wanted = VENVS[name]
         if name == "servicematrix":
             wanted = [f"{wanted[0]} @ {wheel.as_uri()}"]
@@ -131,6 +129,22 @@ def build_venvs(names: set[str], where: Path) -> dict[str, Path]:
         subprocess.run([*install, str(python), *COMMON, *wanted], check=True)
         pythons[name] = python
     return pythons
+
+
+# Asked of the servicematrix venv: where its docker backend's tests connect.
+DOCKER_PATH = (
+    "from servicematrix.config import Config; from servicematrix.provision import Worker; "
+    "w = Worker(Config(backend='docker', pg=15), 'docker', 'peerspath', roles=['postgres']); "
+    "print(w.ready()['postgres'].host); w.close()"
+)
+
+
+def docker_path(python: Path) -> str:
+    host = subprocess.run(
+        [str(python), "-c", DOCKER_PATH], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    where = "127.0.0.1, a published port" if host == "127.0.0.1" else "its bridge address"
+    return f"servicematrix's docker backend reached its containers at {where} ({host})."
 
 
 def ensure_images() -> list[str]:
@@ -144,53 +158,13 @@ def ensure_images() -> list[str]:
     return pulled
 
 
-def containers() -> set[str]:
-    out = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True)
-    return set(out.stdout.split())
-
-
-def run_once(tool: Tool, python: Path, tests: int, workers: int, scratch: Path) -> Run:
-    timing = Path(tempfile.mkdtemp(dir=scratch, prefix="timing-"))
-    timing.chmod(0o777)
-    env = {
-        **os.environ,
-        **tool.env,
-        "BENCH_TESTS": str(tests),
-        "BENCH_TIMING_DIR": str(timing),
-        "PYTHONPATH": str(WORKLOAD),
-        "SERVICEMATRIX_PG": "15",
-        "SERVICEMATRIX_REDIS": "7",
-        "TESTCONTAINERS_RYUK_DISABLED": "true",
-    }
-    command = [str(python), "-m", "pytest", "-q", "-n", str(workers), "-p", "timing"]
-    command += ["-p", tool.plugin, *tool.args]
-    if tool.as_nobody:
-        command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
-        env["HOME"] = str(timing)
-    before = containers()
-    load = load_average()
-    with PssSampler() as sampler:
-        started = time.time()
-        done = subprocess.run(
-            command, cwd=WORKLOAD, env=env, capture_output=True, text=True, check=False
-        )
-        wall = time.time() - started
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
-        raise SystemExit(f"peers: {tool.label} failed (exit {done.returncode}):\n{tail}")
-    left = containers() - before
-    if left:
-        raise SystemExit(f"peers: {tool.label} left containers behind: {sorted(left)}")
-    seen = [json.loads(p.read_text()) for p in timing.glob("*.json")]
-    seen = [s for s in seen if s["first_test"] is not None]
-    shutil.rmtree(timing)
-    return Run(
-        wall,
-        min(s["first_fixture"] for s in seen) - started,
-        min(s["first_test"] for s in seen) - started,
-        sampler.peak_kib / 1024,
-        load,
-    )
+def run_once(tool: Tool, python: Path, tests: int, workers: int) -> Run:
+    env = {**tool.env, "BENCH_TESTS": str(tests), "PYTHONPATH": str(WORKLOAD)}
+    env |= {"SERVICEMATRIX_PG": "15", "SERVICEMATRIX_REDIS": "7"}
+    env["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+    # The tool's own arguments first: plugins it loads must register before its fixtures.
+    args = ["-n", str(workers), *tool.args, "-p", tool.plugin]
+    return run_pytest(python, args, WORKLOAD, env, as_nobody=tool.as_nobody, what=tool.label)
 
 
 def marginal_ms(small: Stat, large: Stat, sizes: tuple[int, int]) -> float:
@@ -220,15 +194,19 @@ def build_result(
             first = stat(t, sizes[0], n, "first_test")
             fixture = stat(t, sizes[0], n, "first_fixture")
             pss = stat(t, sizes[1], n, "pss_mib", "MiB")
+            runtime = stat(t, sizes[1], n, "runtime_mib", "MiB")
             ratio = wall.median / stat(base, sizes[1], n, "wall").median if base in tools else 1
+            gap = stat(t, sizes[1], n, "per_test_ms", "ms")
             rows.append([
                 TOOLS[t].label,
                 f"{wall.median:.2f} s ({wall.min:.2f}-{wall.max:.2f})",
                 f"{ratio:.2f}x",
                 f"{per_test[t]:.2f} ms",
+                f"{gap.median:.2f} ms",
                 f"{fixture.median:.2f} s",
                 f"{first.median:.2f} s",
                 f"{pss.median:.0f} MiB",
+                f"{runtime.median:.0f} MiB",
             ])  # fmt: skip
         tables.append(
             Table(
@@ -239,9 +217,11 @@ def build_result(
                     "wall (min-max)",
                     "x local",
                     "per test",
+                    "median gap",
                     "first fixture",
                     "first test",
                     "servers' PSS",
+                    "Docker's own PSS",
                 ],
                 rows,
             )
@@ -316,14 +296,16 @@ def main() -> None:
     scratch.chmod(0o755)
     try:
         pythons = build_venvs({TOOLS[t].venv for t in tools}, scratch)
+        if "servicematrix-docker" in tools:
+            notes.append(docker_path(pythons["servicematrix"]))
         cells = [(t, size, n) for t in tools for size in args.sizes for n in args.workers]
         runs: dict[tuple[str, int, int], list[Run]] = {cell: [] for cell in cells}
         for tool in tools:  # warm-up: imports, page cache, initdb'd clusters
-            run_once(TOOLS[tool], pythons[TOOLS[tool].venv], 10, 0, scratch)
+            run_once(TOOLS[tool], pythons[TOOLS[tool].venv], 10, 0)
         for round_ in range(1, args.rounds + 1):
             random.shuffle(cells)
             for tool, size, n in cells:
-                run = run_once(TOOLS[tool], pythons[TOOLS[tool].venv], size, n, scratch)
+                run = run_once(TOOLS[tool], pythons[TOOLS[tool].venv], size, n)
                 runs[tool, size, n].append(run)
                 print(
                     f"peers: round {round_} {tool} N={size} -n {n}: {run.wall:.2f} s, "

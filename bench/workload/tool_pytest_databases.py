@@ -1,5 +1,10 @@
 """pytest-databases: one PostgreSQL and one Redis container shared by every worker, a
-database of each per worker, TRUNCATE and FLUSHDB after each test."""
+database of each per worker, TRUNCATE and FLUSHDB after each test.
+
+Load its modules first (``-p pytest_databases.docker.postgres -p
+pytest_databases.docker.redis -p tool_pytest_databases``): a fixture registered later
+overrides one of the same name, and the images are chosen here.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,6 @@ from pytest_databases.docker.redis import RedisService
 from redis import Redis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
-
-pytest_plugins = ["pytest_databases.docker.postgres", "pytest_databases.docker.redis"]
 
 
 @pytest.fixture(scope="session")

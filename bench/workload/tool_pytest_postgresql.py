@@ -26,16 +26,18 @@ def load(host: str, port: int, user: str, dbname: str, password: str | None, **_
     engine.dispose()
 
 
-postgresql_proc = factories.postgresql_proc(load=[load])
-postgresql = factories.postgresql("postgresql_proc")
-redis_proc = redis_factories.redis_proc()
-redisdb = redis_factories.redisdb("redis_proc")
+# Names of their own: the plugins' entry points register later than a -p plugin, and
+# their default postgresql_proc and redis_proc would override ours.
+workload_pg_proc = factories.postgresql_proc(load=[load])
+workload_pg = factories.postgresql("workload_pg_proc")
+workload_redis_proc = redis_factories.redis_proc()
+workload_redis = redis_factories.redisdb("workload_redis_proc")
 
 
 @pytest.fixture
-def db(postgresql: Any) -> Iterator[Session]:
+def db(workload_pg: Any) -> Iterator[Session]:
     engine = create_engine(
-        "postgresql+psycopg://", creator=lambda: postgresql, poolclass=StaticPool
+        "postgresql+psycopg://", creator=lambda: workload_pg, poolclass=StaticPool
     )
     with Session(engine) as session:
         yield session
@@ -43,5 +45,5 @@ def db(postgresql: Any) -> Iterator[Session]:
 
 
 @pytest.fixture
-def kv(redisdb: Any) -> Any:
-    return redisdb
+def kv(workload_redis: Any) -> Any:
+    return workload_redis

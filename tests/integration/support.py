@@ -2,6 +2,8 @@
 
 import asyncio
 import inspect
+import math
+import os
 import socket
 import threading
 import time
@@ -14,6 +16,7 @@ import httpx
 import redis
 import uvicorn
 from fastapi import FastAPI
+from hypothesis import seed, settings
 from sqlalchemy import Engine
 from sqlalchemy import text as sql_text
 from sqlalchemy.exc import DBAPIError
@@ -228,3 +231,30 @@ async def create_item(client: httpx.AsyncClient) -> Json:
     assert response.status_code == 200, response.text
     item: Json = response.json()
     return item
+
+
+# A matrix cell's own draw of the generated cases, set by the noxfile: SHOP_FUZZ_SEED seeds
+# it and SHOP_FUZZ_SHARE is its share of the full count, so the cells together try many
+# more distinct cases than one derandomized draw repeated in each. Unset (a plain pytest
+# run), every run draws the same full set.
+FUZZ_SEED = os.environ.get("SHOP_FUZZ_SEED")
+FUZZ_SHARE = float(os.environ.get("SHOP_FUZZ_SHARE") or 1)
+
+
+def share(count: int) -> int:
+    """This run's number of examples where a full run has ``count``."""
+    return max(1, math.ceil(count * FUZZ_SHARE))
+
+
+Test = TypeVar("Test", bound=Callable[..., Any])
+
+
+def drawn(base: settings, count: int) -> Callable[[Test], Test]:
+    """``base`` with this run's share of ``count`` examples, drawn from this run's seed."""
+    chosen = settings(base, max_examples=share(count), derandomize=FUZZ_SEED is None)
+
+    def apply(test: Test) -> Test:
+        test = chosen(test)
+        return seed(int(FUZZ_SEED))(test) if FUZZ_SEED is not None else test
+
+    return apply
