@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 import zlib
 from pathlib import Path
 from xml.etree import ElementTree
@@ -67,16 +69,33 @@ COMPILED = {"UV_COMPILE_BYTECODE": "1"}
 
 @functools.cache
 def plugin_wheel() -> Path:
-    """The plugin's wheel, built once per nox run from servicematrix/."""
-    out = Path(".nox", "wheels")
-    shutil.rmtree(out, ignore_errors=True)
-    # A path, not a name: pip would look "servicematrix" up in the index.
-    source = str(PLUGIN.resolve())
-    if shutil.which("uv"):
-        command = ["uv", "build", "--wheel", "--quiet", "--out-dir", str(out), source]
-    else:
-        command = ["python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), source]
-    nox.command.run(command, silent=True, external=True)
+    """The plugin's wheel, built from servicematrix/ once per content.
+
+    Sessions that run in parallel (each its own nox process) share it: it is built in a
+    folder of its own and renamed into place, under a name that is the sources' hash.
+    """
+    digest = hashlib.sha256()
+    sources = (p for p in (PLUGIN / "src").rglob("*") if "__pycache__" not in p.parts)
+    for path in sorted(p for p in sources if p.is_file()):
+        digest.update(path.relative_to(PLUGIN).as_posix().encode() + path.read_bytes())
+    digest.update((PLUGIN / "pyproject.toml").read_bytes())
+    wheels = Path(".nox", "wheels")
+    out = wheels / digest.hexdigest()[:16]
+    if not out.is_dir():
+        wheels.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(dir=wheels, prefix="building-"))
+        # A path, not a name: pip would look "servicematrix" up in the index.
+        source = str(PLUGIN.resolve())
+        if shutil.which("uv"):
+            command = ["uv", "build", "--wheel", "--quiet", "--out-dir", str(building), source]
+        else:
+            command = ["python", "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(building)]
+            command.append(source)
+        nox.command.run(command, silent=True, external=True)
+        try:
+            building.rename(out)
+        except OSError:  # another session's build got there first: the same wheel
+            shutil.rmtree(building, ignore_errors=True)
     return next(out.glob("servicematrix-*.whl")).resolve()
 
 
@@ -259,7 +278,9 @@ def reliability(session: nox.Session) -> None:
 MATRIX: list[tuple[str, str, bool]] = []
 
 
-@nox.session(tags=["integration"])
+# The pairs run side by side under `nox --parallel` (set below): each cell's idle time
+# (installs, servers starting, outages its fault tests wait out) is another's turn.
+@nox.session(tags=["integration"], allow_parallel=True)
 @nox.parametrize("redis", [nox.param(v, tags=[redis_tag(v)]) for v in REDIS_VERSIONS])
 @nox.parametrize("pg", [nox.param(v, tags=[f"pg{v}"]) for v in PG_VERSIONS])
 def integration(session: nox.Session, pg: str, redis: str) -> None:

@@ -130,7 +130,9 @@ def run_pytest(
     timing.chmod(0o777)
     path = os.pathsep.join(filter(None, [str(WORKLOAD), env.get("PYTHONPATH")]))
     full = {**os.environ, **env, "BENCH_TIMING_DIR": str(timing), "PYTHONPATH": path}
-    command = [str(python), "-m", "pytest", "-q", "-p", "timing", *args]
+    # pytest's own temporary folders go inside ours, removed with it.
+    command = [str(python), "-m", "pytest", "-q", "-p", "timing", f"--basetemp={timing / 'tmp'}"]
+    command += args
     if as_nobody:
         command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
         full["HOME"] = str(timing)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, text
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
 
 TABLES = ("users", "items", "orders")
 DDL = (
@@ -18,3 +22,13 @@ TRUNCATE = text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
 def create(connection: Connection) -> None:
     for statement in DDL:
         connection.execute(text(statement))
+
+
+@contextmanager
+def truncated_after(engine: Engine) -> Iterator[Session]:
+    """A Session on ``engine``; afterwards every table is emptied, as tools that commit
+    for real isolate their tests."""
+    with Session(engine) as session:
+        yield session
+    with engine.begin() as connection:
+        connection.execute(TRUNCATE)

@@ -51,10 +51,8 @@ def redis_connection(redis_service: RedisService) -> Iterator[Redis]:
 
 @pytest.fixture
 def db(engine: Engine) -> Iterator[Session]:
-    with Session(engine) as session:
+    with schema.truncated_after(engine) as session:
         yield session
-    with engine.begin() as connection:
-        connection.execute(schema.TRUNCATE)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from servicematrix.processes import poll
 
 from .leftovers import (
     RECORD_SERVERS,
@@ -24,18 +27,21 @@ CLEANUP_SECONDS = 15.0
 def wait_for_file(
     path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
+    def appeared() -> bool:
         assert proc.poll() is None, "pytest ended before the test started:\n" + log.read_text()
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.05)
+        return path.exists()
+
+    assert poll(appeared, timeout, 0.05), f"{path} did not appear"
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
-def test_kill_9_mid_test_leaves_nothing(inner: pytest.Pytester, workers: str) -> None:
+def test_kill_9_mid_test_leaves_nothing(
+    inner: pytest.Pytester, workers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = inner.mkdir("records")
     started = out / "started"
-    inner.makeconftest(RECORD_SERVERS.format(out=str(out)))
+    monkeypatch.setenv("RECORD_DIR", str(out))
+    shutil.copy(RECORD_SERVERS, inner.path / "conftest.py")
     inner.makepyfile(
         f"""
         import pathlib, time

@@ -14,50 +14,11 @@ from servicematrix.processes import as_server_account, server_account
 
 from .support import PG, REDIS
 
-ISOLATION = """
-import pytest
-from sqlalchemy import text
-
-@pytest.fixture(scope="session")
-def servicematrix_db_setup(pg_server):
-    from sqlalchemy import create_engine
-    engine = create_engine(pg_server.url("postgresql+psycopg"))
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE notes (id serial PRIMARY KEY, body text)"))
-    engine.dispose()
-
-async def run(result):
-    return await result if hasattr(result, "__await__") else result
-
-@pytest.mark.parametrize("n", [1, 2])
-async def test_rollback_isolation(db_session, redis_client, n):
-    count = (await run(db_session.execute(text("SELECT count(*) FROM notes")))).scalar()
-    assert count == 0
-    assert await run(redis_client.dbsize()) == 0
-    await run(db_session.execute(text("INSERT INTO notes (body) VALUES ('x')")))
-    await run(db_session.commit())
-    await run(redis_client.set("k", "v"))
-
-@pytest.mark.committed
-async def test_committed_is_seen_by_other_connections(db_session, db_engine, driver):
-    await run(db_session.execute(text("INSERT INTO notes (body) VALUES ('c')")))
-    await run(db_session.commit())
-    if driver == "sync":
-        with db_engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 1
-    else:
-        async with db_engine.connect() as conn:
-            assert (await conn.execute(text("SELECT count(*) FROM notes"))).scalar() == 1
-
-def test_after_committed_tables_are_emptied_and_ids_restart(sync_db_session):
-    assert sync_db_session.execute(text("SELECT count(*) FROM notes")).scalar() == 0
-    new_id = sync_db_session.execute(text("INSERT INTO notes (body) VALUES ('n') RETURNING id"))
-    assert new_id.scalar() == 1
-"""
+PROJECTS = Path(__file__).parent / "projects"
 
 
 def test_fixtures_isolate_each_test_under_both_drivers(inner: pytest.Pytester) -> None:
-    inner.makepyfile(ISOLATION)
+    shutil.copy(PROJECTS / "isolation" / "test_isolation.py", inner.path)
     result = inner.runpytest("-p", "no:randomly", "--servicematrix-backend=local", "-v")
     result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines(
@@ -81,21 +42,26 @@ def test_driver_from_environment(inner: pytest.Pytester, monkeypatch: pytest.Mon
 
 
 def test_requested_versions_are_the_ones_served(inner: pytest.Pytester) -> None:
-    pg = binaries.postgres_installations()[-1]
-    rd = binaries.redis_installations("redis")[-1]
+    # The servers themselves are asked what they run, not the plugin's own record.
     inner.makepyfile(
         f"""
+        import psycopg, redis
+
         def test_versions(pg_server, redis_server):
-            assert pg_server.major == {pg.major}
-            assert redis_server.product == "{rd.product}"
-            assert redis_server.version == "{rd.version}"
+            with psycopg.connect(pg_server.url()) as conn:
+                number = int(conn.execute("SHOW server_version_num").fetchone()[0])
+            with redis.Redis.from_url(redis_server.url()) as client:
+                reported = client.info("server")["redis_version"]
+            assert number // 10000 == {PG}
+            assert reported.split(".")[0] == "{REDIS.major}"
+            assert (pg_server.major, redis_server.version) == ({PG}, reported)
             assert pg_server.backend == redis_server.backend == "local"
         """
     )
     result = inner.runpytest(
         "--servicematrix-backend=local",
-        f"--servicematrix-pg={pg.major}",
-        f"--servicematrix-redis={rd.product}-{rd.major}",
+        f"--servicematrix-pg={PG}",
+        f"--servicematrix-redis={REDIS}",
     )
     result.assert_outcomes(passed=1)
 

@@ -45,7 +45,7 @@ def shape(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def backend(shape: str) -> str:
-    return shape.split("-")[0]
+    return shape.partition("-")[0]
 
 
 def config_for(shape: str) -> Config:

@@ -19,8 +19,8 @@ from sqlalchemy.exc import DBAPIError
 
 from servicematrix.backends.docker import DockerBackend
 from servicematrix.config import Config
+from servicematrix.control import ServerControl
 from servicematrix.errors import ControlError
-from servicematrix.faults import ServerControl
 from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker, new_run_id
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from .leftovers import RECORD_SERVERS, leftovers, read_records
 
 
-def test_each_worker_gets_its_own_servers_and_nothing_remains(inner: pytest.Pytester) -> None:
+def test_each_worker_gets_its_own_servers_and_nothing_remains(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = inner.mkdir("records")
-    inner.makeconftest(RECORD_SERVERS.format(out=str(out)))
+    monkeypatch.setenv("RECORD_DIR", str(out))
+    shutil.copy(RECORD_SERVERS, inner.path / "conftest.py")
     inner.makepyfile(
         """
         import pytest

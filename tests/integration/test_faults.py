@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
-from servicematrix.faults import ServerControl
+from servicematrix import ServerControl
 from shop.api.outages import DETAIL
 from shop.config import Settings
 from shop.main import create_app, lifespan

@@ -7,7 +7,7 @@ from uuid import uuid4
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
@@ -205,8 +205,20 @@ async def test_migrations_match_models(db_session: Session | AsyncSession) -> No
     assert await on_sync_session(db_session, differences) == []
 
 
-def test_migrate_is_idempotent_with_either_driver_url(settings: Settings) -> None:
+def test_migrate_is_idempotent_with_either_driver_url(
+    settings: Settings, sync_engine: Engine
+) -> None:
+    def state() -> tuple[list[str], list[str]]:
+        with sync_engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version"))
+            return list(versions.scalars()), sorted(inspect(connection).get_table_names())
+
+    before = state()
+    # The worker's database is at head already: migrating again changes nothing.
     migrate(settings.database_url)
+    assert state() == before
+    assert len(before[0]) == 1
+    assert {"users", "items", "orders"} <= set(before[1])
 
 
 @pytest.mark.committed

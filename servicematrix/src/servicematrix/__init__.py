@@ -13,7 +13,7 @@ from servicematrix.errors import ServiceMatrixError
 from servicematrix.info import Role, ServerInfo
 
 if TYPE_CHECKING:
-    from servicematrix.faults import ServerControl
+    from servicematrix.control import ServerControl
     from servicematrix.isolation import (
         async_committed_session,
         async_rollback_session,
@@ -33,7 +33,7 @@ __all__ = [
     "rollback_session",
 ]
 _LAZY = {
-    "ServerControl": "servicematrix.faults",
+    "ServerControl": "servicematrix.control",
     "async_committed_session": "servicematrix.isolation",
     "async_rollback_session": "servicematrix.isolation",
     "committed_session": "servicematrix.isolation",

@@ -22,8 +22,8 @@ from servicematrix import drivers, envmap
 from servicematrix.backends import Choice, backend_class, select_backend
 from servicematrix.config import SETTINGS, Config
 from servicematrix.config import Backend as BackendName
+from servicematrix.control import ServerControl
 from servicematrix.errors import ServiceMatrixError
-from servicematrix.faults import ServerControl
 from servicematrix.handoff import Handoff
 from servicematrix.info import Role, ServerInfo
 from servicematrix.provision import Worker, new_run_id

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from servicematrix.backends import Backend, WorkerContext, backend_class
 from servicematrix.config import Config
-from servicematrix.faults import ServerControl
+from servicematrix.control import ServerControl
 from servicematrix.info import ROLES, Role, ServerInfo
 from servicematrix.processes import data_root, give_to_server
 from servicematrix.reaper import Reaper

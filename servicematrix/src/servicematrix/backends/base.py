@@ -98,7 +98,7 @@ class Backend(ABC):
 
     # Server control, for fault tests. Backends that own their servers override all four;
     # each returns once the backend sees the change (the process or container is gone,
-    # frozen, or running again); servicematrix.faults waits for the network to agree.
+    # frozen, or running again); servicematrix.control waits for the network to agree.
 
     def control_unavailable(self) -> str | None:
         """Why a test cannot stop and start this backend's servers, or None when it can."""
