@@ -31,6 +31,7 @@ PROC = Path("/proc")
 SERVERS = {"postgres", "redis-server", "valkey-server"}
 RUNTIME = ("containerd-shim", "docker-proxy")
 SAMPLE_SECONDS = 0.1
+LEFTOVER_SECONDS = 10.0
 
 
 @dataclass
@@ -148,7 +149,10 @@ def run_pytest(
         if done.returncode != 0:
             tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
             raise SystemExit(f"bench: {what} failed (exit {done.returncode}):\n{tail}")
-        left = containers() - before
+        # Some tools remove their containers as they exit, not before: give them a moment.
+        deadline = time.monotonic() + LEFTOVER_SECONDS
+        while (left := containers() - before) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if left:
             raise SystemExit(f"bench: {what} left containers behind: {sorted(left)}")
         seen = [json.loads(p.read_text()) for p in timing.glob("*.json")]

@@ -83,13 +83,13 @@ def closed_port() -> int:
         ),
         pytest.param(
             [f"--servicematrix-pg-url=postgresql://u:{SECRET}@127.0.0.1:notaport/db"],
-            "ERROR: servicematrix: --servicematrix-pg-url='postgresql://***@127.0.0.1:notaport/db'"
+            "ERROR: servicematrix: --servicematrix-pg-url='postgresql://u:***@127.0.0.1:notaport/db'"
             " is not valid: use a postgresql://user:password@host:port/db URL*",
             id="pg-url-port-not-a-number",
         ),
         pytest.param(
             [f"--servicematrix-pg-url=u:{SECRET}@127.0.0.1:5432/db"],
-            "ERROR: servicematrix: --servicematrix-pg-url='***@127.0.0.1:5432/db' is not valid*",
+            "ERROR: servicematrix: --servicematrix-pg-url='u:***@127.0.0.1:5432/db' is not valid*",
             id="pg-url-without-scheme",
         ),
         pytest.param(
@@ -100,7 +100,7 @@ def closed_port() -> int:
         ),
         pytest.param(
             [f"--servicematrix-redis-url=redis://:{SECRET}@127.0.0.1:99999/0"],
-            "ERROR: servicematrix: --servicematrix-redis-url='redis://***@127.0.0.1:99999/0'*",
+            "ERROR: servicematrix: --servicematrix-redis-url='redis://:***@127.0.0.1:99999/0'*",
             id="redis-url-port-out-of-range",
         ),
         pytest.param(

@@ -15,6 +15,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from servicematrix.errors import ConfigError
+from servicematrix.info import masked_url
 
 Backend = Literal["auto", "docker", "local", "external"]
 BACKENDS: tuple[Backend, ...] = ("auto", "docker", "local", "external")
@@ -262,18 +263,9 @@ def _url(value: str | None, stem: str, schemes: tuple[str, ...]) -> str | None:
     # A Redis URL's path is a database index; drivers fail later, with a traceback, on others.
     path_ok = stem != "redis_url" or _REDIS_DB.match(parts.path)
     if parts.scheme.split("+")[0] not in schemes or not parts.hostname or not path_ok:
-        raise ConfigError(_bad(stem, _masked(value), _URL_EXAMPLES[stem]))
+        raise ConfigError(_bad(stem, masked_url(value), _URL_EXAMPLES[stem]))
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is no number in range
     except ValueError:
-        raise ConfigError(_bad(stem, _masked(value), _URL_EXAMPLES[stem])) from None
+        raise ConfigError(_bad(stem, masked_url(value), _URL_EXAMPLES[stem])) from None
     return value
-
-
-def _masked(url: str) -> str:
-    """``url`` with whatever stands between the scheme and the last '@' hidden."""
-    head, at, host = url.rpartition("@")
-    if not at:
-        return url
-    scheme = head.split("://", 1)[0] + "://" if "://" in head else ""
-    return f"{scheme}***@{host}"

@@ -15,6 +15,18 @@ ROLES: tuple[Role, ...] = ("postgres", "redis")
 MASK = "***"
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its password hidden: what stands between the user name's ':' and the
+    last '@'. Works on URLs too malformed to parse."""
+    head, at, host = url.rpartition("@")
+    if not at:
+        return url
+    scheme, _, userinfo = head.rpartition("://")
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:{MASK}" if colon else userinfo
+    return f"{scheme + '://' if scheme else ''}{shown}@{host}"
+
+
 def new_password() -> str:
     """A random password safe on any command line: hex, so it never starts with "--"
     (which redis-server would read as the next option) and needs no quoting in a URL."""

@@ -6,23 +6,16 @@ PostgreSQL (created here, dropped at the end) and a Redis database index of its 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from urllib.parse import unquote, urlsplit
 
 from servicematrix.backends.base import ROLES, Backend, Role
 from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import StartupError, UnavailableError
-from servicematrix.info import ServerInfo, redis_identity
+from servicematrix.info import ServerInfo, masked_url, redis_identity
 
 CONNECT_TIMEOUT = 5
 REDIS_DATABASES = 16
-
-
-def _mask(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
 
 
 def _problem(config: Config, roles: Collection[Role]) -> str | None:
@@ -47,11 +40,12 @@ def _postgres_problem(url: str, wanted: int | None) -> str | None:
             major = conn.info.server_version // 10000
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        return f"cannot use PostgreSQL at {_mask(url)}: {first}; check --servicematrix-pg-url"
+        return f"cannot use PostgreSQL at {masked_url(url)}: {first}; check --servicematrix-pg-url"
     if wanted is not None and major != wanted:
         return (
-            f"the server at {_mask(url)} runs PostgreSQL {major}, but --servicematrix-pg={wanted} "
-            f"was asked for: point --servicematrix-pg-url at a PostgreSQL {wanted} server"
+            f"the server at {masked_url(url)} runs PostgreSQL {major}, but "
+            f"--servicematrix-pg={wanted} was asked for: point --servicematrix-pg-url at a "
+            f"PostgreSQL {wanted} server"
         )
     return None
 
@@ -66,13 +60,13 @@ def _redis_problem(url: str, wanted: RedisVersion | None) -> str | None:
         with client:
             product, version = redis_identity(client.info("server"))
     except redis.RedisError as exc:
-        return f"cannot use Redis at {_mask(url)}: {exc}; check --servicematrix-redis-url"
+        return f"cannot use Redis at {masked_url(url)}: {exc}; check --servicematrix-redis-url"
     if wanted is not None and (product, int(version.split(".")[0])) != (
         wanted.product,
         wanted.major,
     ):
         return (
-            f"the server at {_mask(url)} is {product} {version}, but --servicematrix-redis="
+            f"the server at {masked_url(url)} is {product} {version}, but --servicematrix-redis="
             f"{wanted} was asked for: point --servicematrix-redis-url at a {wanted} server"
         )
     return None
@@ -96,8 +90,14 @@ class ExternalBackend(Backend):
                 f"{stem.replace('_', '-')} (ini servicematrix_{stem}, env "
                 f"SERVICEMATRIX_{stem.upper()})"
             )
-        # Logging in once here makes a URL that cannot be used one usage error before any
-        # test starts, instead of a failure in every test.
+        return None
+
+    @classmethod
+    def prepare(
+        cls, config: Config, roles: Collection[Role], report: Callable[[str], None]
+    ) -> str | None:
+        """Log in once, before any test: a URL that cannot be used, or a server of another
+        version, is one usage error instead of a failure in every test."""
         return _problem(config, roles)
 
     def start_postgres(self) -> ServerInfo:
@@ -113,11 +113,10 @@ class ExternalBackend(Backend):
             with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as c:
                 (raw_version,) = c.execute("SHOW server_version").fetchone() or ("?",)
                 version = str(raw_version).split()[0]
-                self._check_major("pg", version, self.ctx.config.pg)
                 c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
         except psycopg.Error as exc:
             raise UnavailableError(
-                f"cannot use PostgreSQL at {_mask(url)}: {str(exc).strip().splitlines()[0]}; "
+                f"cannot use PostgreSQL at {masked_url(url)}: {str(exc).strip().splitlines()[0]}; "
                 "check --servicematrix-pg-url"
             ) from exc
         self._pg_admin, self._pg_database = conninfo, database
@@ -156,15 +155,10 @@ class ExternalBackend(Backend):
                 info = client.info("server")
         except redis.RedisError as exc:
             raise UnavailableError(
-                f"cannot use Redis at {_mask(url)}: {exc}; check --servicematrix-redis-url"
+                f"cannot use Redis at {masked_url(url)}: {exc}; check --servicematrix-redis-url"
             ) from exc
+        # The version was checked once, before any test (prepare).
         product, version = redis_identity(info)
-        wanted = self.ctx.config.redis
-        if wanted and wanted.product != product:
-            raise UnavailableError(
-                f"the server at {_mask(url)} is {product} {version}, but {wanted} was asked for"
-            )
-        self._check_major("redis", version, wanted.major if wanted else None)
         return ServerInfo(
             product,
             parts.hostname or "127.0.0.1",
@@ -194,10 +188,3 @@ class ExternalBackend(Backend):
                 c.execute(drop.format(sql.Identifier(self._pg_database)))
         except psycopg.Error as exc:
             raise StartupError(f"could not drop database {self._pg_database}: {exc}") from exc
-
-    def _check_major(self, stem: str, version: str, wanted: int | None) -> None:
-        if wanted is not None and int(version.split(".", maxsplit=1)[0]) != wanted:
-            raise UnavailableError(
-                f"the external server runs version {version}, but --servicematrix-{stem}="
-                f"{wanted} was asked for: point --servicematrix-{stem}-url at a {wanted} server"
-            )
