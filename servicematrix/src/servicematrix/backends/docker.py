@@ -20,8 +20,8 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Callable, Collection
-from contextlib import suppress
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -42,6 +42,8 @@ from servicematrix.pull import missing
 
 if TYPE_CHECKING:
     import docker
+    from docker.models.containers import Container
+    from testcontainers.core.container import DockerContainer
 
 # The oldest testcontainers whose API this backend uses (testcontainers_config).
 TESTCONTAINERS_MIN = (4, 8)
@@ -144,20 +146,21 @@ class DockerBackend(Backend):
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
-        self._containers: dict[Role, Any] = {}
+        self._containers: dict[Role, DockerContainer] = {}
         # Before any container exists: one whose start a kill cuts short is never tracked
         # by id, and the reaper then finds it by these labels.
         ctx.reaper.track_labels(self._labels())
         client = _engine()
         try:
-            _configure_ryuk(client)
+            # Ryuk too where its image is present; our reaper alone otherwise (it never pulls).
+            self._ryuk = not _ryuk_missing(client)
             self._bridge = _bridge_route(client, ctx.config)
         finally:
             client.close()
         # The holder whose network the servers join, and its bridge address; made by the
         # first server that starts (servers start side by side).
         self._holder_lock = threading.Lock()
-        self._holder: tuple[Any, str] | None = None
+        self._holder: tuple[DockerContainer, str] | None = None
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
@@ -242,13 +245,15 @@ class DockerBackend(Backend):
         self._engine_call(role, "resume", wrapped.unpause)
         _await_status(wrapped, "running")
 
-    def _wrapped(self, role: Role) -> Any:
+    def _wrapped(self, role: Role) -> Container:
         container = self._containers.get(role)
         if container is None:
             raise ControlError(f"{role} was not started by this worker: nothing to control")
         return container.get_wrapped_container()
 
-    def _engine_call(self, role: Role, what: str, fn: Any, **kwargs: Any) -> None:
+    def _engine_call(
+        self, role: Role, what: str, fn: Callable[..., object], **kwargs: object
+    ) -> None:
         import docker.errors
 
         try:
@@ -263,7 +268,7 @@ class DockerBackend(Backend):
 
     def _run(
         self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
-    ) -> tuple[Any, str, int]:
+    ) -> tuple[DockerContainer, str, int]:
         """Start ``role``'s container; return it and the address tests reach it at."""
         holder = self._holder_for(image)
         if holder is not None:
@@ -274,7 +279,7 @@ class DockerBackend(Backend):
 
     def _published(
         self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
-    ) -> tuple[Any, str, int]:
+    ) -> tuple[DockerContainer, str, int]:
         """Publish on a host port chosen here: the engine would pick a new one at each restart."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             host_port = free_port()
@@ -299,26 +304,28 @@ class DockerBackend(Backend):
         *,
         kwargs: dict[str, Any] | None = None,
         ports: dict[int, tuple[str, int]] | None = None,
-    ) -> Any:
+    ) -> DockerContainer:
         container = self._container(image, env, command).with_kwargs(
             labels=self._labels(), **(kwargs or {})
         )
         for port, binding in (ports or {}).items():
-            # with_bind_ports takes no host address; docker-py takes an (address, port) pair.
-            container.ports[f"{port}/tcp"] = binding
+            # with_bind_ports takes no host address; docker-py, which receives this mapping,
+            # takes an (address, port) pair.
+            container.ports[f"{port}/tcp"] = binding  # type: ignore[assignment]
         try:
-            container.start()
+            with _without_ryuk(not self._ryuk):
+                container.start()
         except Exception as exc:
             _remove_unstarted(container)
             if any(t in str(exc) for t in _PORT_TAKEN):
                 raise _PortTakenError from exc
             raise StartupError(f"could not start {image}: {str(exc).splitlines()[0]}") from exc
-        self.ctx.reaper.track_container(container.get_wrapped_container().id)
+        self.ctx.reaper.track_container(str(container.get_wrapped_container().id))
         if role is not None:
             self._containers[role] = container
         return container
 
-    def _holder_for(self, image: str) -> tuple[Any, str] | None:
+    def _holder_for(self, image: str) -> tuple[DockerContainer, str] | None:
         """The holder container and its bridge address, started once; None off the bridge."""
         if self._bridge is None:
             return None
@@ -332,7 +339,7 @@ class DockerBackend(Backend):
                 self._holder = holder, str(networks["bridge"]["IPAddress"])
             return self._holder
 
-    def _container(self, image: str, env: dict[str, str], command: list[str]) -> Any:
+    def _container(self, image: str, env: dict[str, str], command: list[str]) -> DockerContainer:
         from testcontainers.core.container import DockerContainer
 
         container = DockerContainer(image).with_command(command)
@@ -341,7 +348,7 @@ class DockerBackend(Backend):
         return container
 
 
-def _remove_unstarted(container: Any) -> None:
+def _remove_unstarted(container: DockerContainer) -> None:
     """Remove a container that was created but failed to start: the reaper never saw it."""
     import docker.errors
 
@@ -351,7 +358,7 @@ def _remove_unstarted(container: Any) -> None:
             wrapped.remove(force=True, v=True)
 
 
-def _await_status(wrapped: Any, status: str) -> None:
+def _await_status(wrapped: Container, status: str) -> None:
     """Poll the engine until the container reports ``status``."""
 
     def reached() -> bool:
@@ -362,7 +369,7 @@ def _await_status(wrapped: Any, status: str) -> None:
         raise ControlError(f"container {wrapped.short_id} is {wrapped.status}, not {status}")
 
 
-def _await_answer(probe: Callable[[], T | None], container: Any, image: str) -> T:
+def _await_answer(probe: Callable[[], T | None], container: DockerContainer, image: str) -> T:
     """Call ``probe`` until it answers; fail fast if the container exits."""
 
     def check() -> T | None:
@@ -382,12 +389,37 @@ def _await_answer(probe: Callable[[], T | None], container: Any, image: str) -> 
     return answer
 
 
-def _configure_ryuk(client: docker.DockerClient) -> None:
-    """Use Ryuk where its image is present; otherwise our reaper alone (it never pulls)."""
+def _ryuk_missing(client: docker.DockerClient) -> bool:
     from testcontainers.core.config import testcontainers_config as tc
 
-    if not tc.ryuk_disabled and missing(client, [tc.ryuk_image]):
+    return not tc.ryuk_disabled and bool(missing(client, [tc.ryuk_image]))
+
+
+# testcontainers reads whether to start Ryuk from its process-wide config. Where its image
+# is missing, it is switched off only while our own containers start, and switched back
+# when the last of them has: a project's own testcontainers use in this process keeps
+# its setting.
+_RYUK_LOCK = threading.Lock()
+_RYUK_OFF: list[bool] = []
+
+
+@contextmanager
+def _without_ryuk(off: bool) -> Iterator[None]:
+    if not off:
+        yield
+        return
+    from testcontainers.core.config import testcontainers_config as tc
+
+    with _RYUK_LOCK:
+        _RYUK_OFF.append(tc.ryuk_disabled)
         tc.ryuk_disabled = True
+    try:
+        yield
+    finally:
+        with _RYUK_LOCK:
+            before = _RYUK_OFF.pop()
+            if not _RYUK_OFF:
+                tc.ryuk_disabled = before
 
 
 class _PortTakenError(Exception):
