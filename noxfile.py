@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 from xml.etree import ElementTree
@@ -274,8 +276,16 @@ def reliability(session: nox.Session) -> None:
     )
 
 
-# (session, file name, served?) of the integration sessions of this invocation.
-MATRIX: list[tuple[str, str, bool]] = []
+# (session, file name, served?) of each integration session, one file each: under
+# --parallel every session runs in a nox process of its own, and the one that started
+# them prints the summary.
+MATRIX = REPORTS / "matrix"
+STARTED = time.time()
+
+
+def note_cell(session_name: str, name: str, served: bool) -> None:
+    MATRIX.mkdir(parents=True, exist_ok=True)
+    (MATRIX / f"{name}.json").write_text(json.dumps([session_name, name, served]))
 
 
 # The pairs run side by side under `nox --parallel` (set below): each cell's idle time
@@ -304,7 +314,7 @@ def integration(session: nox.Session, pg: str, redis: str) -> None:
     for line in progress:
         session.log(line)
     served = answer in BACKENDS
-    MATRIX.append((session.name, name, served))
+    note_cell(session.name, name, served)
     if not served:
         (session.error if strict() else session.skip)(answer)
     install(session, "tests", extras=extras)
@@ -409,10 +419,15 @@ def served_by(path: Path) -> str:
 @atexit.register
 def print_matrix() -> None:
     """After the integration sessions, one line each: results and the real server versions."""
-    if not MATRIX:
+    if "--parallel-worker" in sys.argv or not MATRIX.is_dir():
+        return
+    cells = [
+        json.loads(p.read_text()) for p in MATRIX.glob("*.json") if p.stat().st_mtime >= STARTED
+    ]
+    if not cells:
         return
     print("\nservicematrix: what ran, on what")
-    for session_name, name, served in MATRIX:
+    for session_name, name, served in sorted(cells):
         if not served:
             print(
                 f"  {session_name}: {'failed' if strict() else 'skipped'}, no backend can serve it"
