@@ -49,9 +49,12 @@ def local_cold_once(config: Config) -> float:
 def testcontainers_once(config: Config) -> float:
     from testcontainers.community.postgres import PostgresContainer
     from testcontainers.community.redis import RedisContainer
+    from testcontainers.core.config import testcontainers_config
 
     from servicematrix.backends.docker import images
 
+    # Ryuk's image is not in the engine (and cannot be pulled here): off, as in bench/peers.py.
+    testcontainers_config.ryuk_disabled = True
     pg_image, redis_image = images(config).values()
     started = time.perf_counter()
     with PostgresContainer(pg_image, driver=None), RedisContainer(redis_image):
@@ -127,6 +130,7 @@ def build_result(stats: dict[str, Stat], pair: str, command: str) -> Result:
         [table],
         targets(stats),
         [plot],
+        ["testcontainers ran with Ryuk off: its image is not in the engine here."],
     )
 
 
