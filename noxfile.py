@@ -20,6 +20,9 @@ import nox
 nox.needs_version = ">=2024.10.9"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
+# Two sessions at a time where a session allows it (the integration pairs); the others run
+# alone. `nox --parallel N` (or NOX_PARALLEL) says otherwise.
+nox.options.parallel = 2
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 PLUGIN = Path("servicematrix")
