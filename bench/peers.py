@@ -249,6 +249,14 @@ def build_result(
                     "no slower",
                     f"{mine:.2f} s against {peer:.2f} s ({TOOLS[fastest].label})",
                     mine <= peer * 1.02,
+                    "servicematrix chooses the backend and checks its images before the first "
+                    "test (the usage error comes before any test), which the peers do inside "
+                    "their first fixture; its first test starts at "
+                    f"{min(stat(t, sizes[0], n, 'first_test').median for t in ours):.2f}-"
+                    f"{max(stat(t, sizes[0], n, 'first_test').median for t in ours):.2f} s, "
+                    "the peers' at "
+                    f"{min(stat(t, sizes[0], n, 'first_test').median for t in peers):.2f} s "
+                    "or later",
                 )
             )
         if n > 1 and {"servicematrix-docker", "pytest-databases"} <= set(tools):
@@ -260,6 +268,12 @@ def build_result(
                     "at or below",
                     f"{mine:.0f} against {theirs:.0f} MiB",
                     mine <= theirs,
+                    f"a PostgreSQL and a Redis per worker ({n} of each) against one pair that "
+                    "every worker shares, the isolation each worker's own servers buy; the "
+                    "local backend's pairs take "
+                    f"{stat('servicematrix-local', sizes[1], n, 'pss_mib').median:.0f} MiB"
+                    if "servicematrix-local" in tools
+                    else "a server pair per worker against one shared pair",
                 )
             )
     loads = [r.load for rs in runs.values() for r in rs]
