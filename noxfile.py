@@ -17,7 +17,8 @@ from xml.etree import ElementTree
 
 import nox
 
-nox.needs_version = ">=2024.10.9"
+# Parallel sessions (allow_parallel, --parallel): the nox release they are tested with.
+nox.needs_version = ">=2026.10.20"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 # Two sessions at a time where a session allows it (the integration pairs); the others run
@@ -262,7 +263,7 @@ def reliability(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PLUGIN_PYPROJECT, "tests"))
     checks = ("test_security.py", "test_bad_config.py", "test_errors.py")
     run_pytest(session, "reliability-checks", *(str(PLUGIN / "tests" / f) for f in checks))
-    # One at a time: a kill test counts every server that appears meanwhile as its own.
+    # One at a time: each kill test's 15 s bound is for a run that has the machine alone.
     run_pytest(session, "reliability", str(PLUGIN / "tests"), "-m", "reliability", "-n", "0")
     pair = ("--servicematrix-pg=15", "--servicematrix-redis=7")
     for backend in ("local", "docker"):

@@ -102,7 +102,9 @@ def run_containers(prefix: str) -> list[str]:
     import docker
 
     with closing(docker.from_env()) as client:
-        found = client.containers.list(all=True, filters={"label": "io.servicematrix.run"})
+        # Sparse: a container removed meanwhile is no error.
+        label = {"label": "io.servicematrix.run"}
+        found = client.containers.list(all=True, sparse=True, filters=label)
         return [c.short_id for c in found if c.labels["io.servicematrix.run"].startswith(prefix)]
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from servicematrix.info import ROLES, Role
+from servicematrix.reaper import Reaper
 
 _CHOICE = "choice.json"
 
@@ -22,12 +23,18 @@ _CHOICE = "choice.json"
 class Handoff:
     """A run's private directory of notes between the controller and its workers."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, reaper: Reaper | None = None) -> None:
         self.directory = directory
+        self._reaper = reaper
 
     @classmethod
     def create(cls, run_id: str) -> Handoff:
-        return cls(Path(tempfile.mkdtemp(prefix=f"servicematrix-{run_id}-handoff-")))
+        """The controller's: a reaper of its own removes the directory should the controller
+        be killed before any worker has servers (whose reapers would remove it too)."""
+        directory = Path(tempfile.mkdtemp(prefix=f"servicematrix-{run_id}-handoff-"))
+        reaper = Reaper()
+        reaper.track_path(directory)
+        return cls(directory, reaper)
 
     def write_roles(self, worker_id: str, roles: set[Role]) -> None:
         self._write(f"roles-{worker_id}.json", sorted(roles))
@@ -48,6 +55,8 @@ class Handoff:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+        if self._reaper is not None:
+            self._reaper.close()
 
     def _write(self, name: str, value: object) -> None:
         # Written whole, then renamed: a reader never sees half a note.

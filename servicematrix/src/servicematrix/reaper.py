@@ -50,10 +50,6 @@ class Reaper:
         self._pipe: IO[str] = self._proc.stdin
         self._children: list[subprocess.Popen[bytes]] = []
 
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
     def track_process(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         self._children.append(proc)
         self._send(f"pid {proc.pid} {int(sig)}")

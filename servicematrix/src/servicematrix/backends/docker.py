@@ -332,7 +332,13 @@ class DockerBackend(Backend):
         with self._holder_lock:
             if self._holder is None:
                 sleep = {"entrypoint": ["sleep"]}
-                holder = self._start(None, image, {}, ["infinity"], kwargs=sleep)
+                try:
+                    holder = self._start(None, image, {}, ["infinity"], kwargs=sleep)
+                except StartupError as exc:
+                    raise StartupError(
+                        f"{exc} (the network holder runs `sleep infinity` in {image}; an image "
+                        "without sleep needs servicematrix_docker_address=loopback)"
+                    ) from exc
                 wrapped = holder.get_wrapped_container()
                 wrapped.reload()
                 networks = wrapped.attrs["NetworkSettings"]["Networks"]
