@@ -103,7 +103,7 @@ def run_containers(prefix: str) -> list[str]:
 
     with closing(docker.from_env()) as client:
         # Sparse: a container removed meanwhile is no error.
-        label = {"label": "io.servicematrix.run"}
+        label: dict[str, str | list[str] | bool] = {"label": "io.servicematrix.run"}
         found = client.containers.list(all=True, sparse=True, filters=label)
         return [c.short_id for c in found if c.labels["io.servicematrix.run"].startswith(prefix)]
 
