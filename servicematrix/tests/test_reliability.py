@@ -105,7 +105,8 @@ def run_containers(prefix: str) -> list[str]:
         # Sparse: a container removed meanwhile is no error.
         label: dict[str, str | list[str] | bool] = {"label": "io.servicematrix.run"}
         found = client.containers.list(all=True, sparse=True, filters=label)
-        return [c.short_id for c in found if c.labels["io.servicematrix.run"].startswith(prefix)]
+        runs = [(c.short_id, c.attrs.get("Labels") or {}) for c in found]
+        return [cid for cid, labels in runs if labels["io.servicematrix.run"].startswith(prefix)]
 
 
 def leftovers(prefix: str, before: set[int], project: Path, backend: str) -> list[str]:
