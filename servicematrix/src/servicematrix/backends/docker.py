@@ -153,7 +153,7 @@ class DockerBackend(Backend):
         client = _engine()
         try:
             # Ryuk too where its image is present; our reaper alone otherwise (it never pulls).
-            self._ryuk = not _ryuk_missing(client)
+            self._ryuk_missing = _ryuk_missing(client)
             self._bridge = _bridge_route(client, ctx.config)
         finally:
             client.close()
@@ -313,7 +313,7 @@ class DockerBackend(Backend):
             # takes an (address, port) pair.
             container.ports[f"{port}/tcp"] = binding  # type: ignore[assignment]
         try:
-            with _without_ryuk(not self._ryuk):
+            with _without_ryuk(self._ryuk_missing):
                 container.start()
         except Exception as exc:
             _remove_unstarted(container)
