@@ -25,6 +25,7 @@ from servicematrix.config import Config
 
 DOCKER = ("--servicematrix-backend=docker", "--servicematrix-pg=15", "--servicematrix-redis=7")
 CLEANUP_SECONDS = 15.0
+PROJECTS = Path(__file__).parent / "projects"
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +178,18 @@ def test_missing_image_is_a_usage_error(inner: pytest.Pytester, engine: Any) -> 
             "servicematrix_image_prefix*"
         ]
     )
+
+
+def test_the_controller_imports_no_engine_client_driver_or_asyncio(
+    clean: pytest.Pytester, engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It asks the engine and checks the images itself; the workers start the servers.
+    shutil.copytree(PROJECTS / "controller_imports", clean.path, dirs_exist_ok=True)
+    imports = clean.path / "imports.json"
+    monkeypatch.setenv("IMPORTS_FILE", str(imports))
+    result = clean.runpytest_subprocess("-n", "2", timeout=180)
+    result.assert_outcomes(passed=2)
+    assert json.loads(imports.read_text()) == []
 
 
 def test_image_names_follow_settings() -> None:

@@ -14,7 +14,6 @@ is present.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 import struct
@@ -22,10 +21,11 @@ import sys
 import threading
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from servicematrix.backends import engine
 from servicematrix.backends.base import (
     ROLES,
     STOP_SIGNALS,
@@ -56,7 +56,6 @@ ENGINE_POLL_SECONDS = 0.01
 READY_TIMEOUT = 60.0
 ENGINE_TIMEOUT = 5
 LABEL = "io.servicematrix"
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 PORT_ATTEMPTS = 3
 # What the engine says when the host port we chose was taken meanwhile.
 _PORT_TAKEN = ("port is already allocated", "address already in use")
@@ -92,37 +91,9 @@ def _testcontainers_problem() -> str | None:
     return None
 
 
-def _unreachable() -> str | None:
-    """Why no engine answers at DOCKER_HOST, checked with a socket of our own.
-
-    docker-py leaks its socket when the engine is missing; asking first keeps a run
-    without Docker free of ResourceWarnings.
-    """
-    host = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
-    parts = urlsplit(host)
-    try:
-        if parts.scheme == "unix":
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(ENGINE_TIMEOUT)
-                sock.connect(parts.path)
-        elif parts.scheme in ("tcp", "http", "https"):
-            address = (parts.hostname or "127.0.0.1", parts.port or 2375)
-            socket.create_connection(address, timeout=ENGINE_TIMEOUT).close()
-    except OSError as exc:
-        return f"cannot connect to {host}: {exc.strerror or exc}"
-    return None
-
-
 def _engine_problem() -> str | None:
-    """Why no engine answers, or None; docker-py is imported only once a socket answers."""
-    problem = _unreachable()
-    if problem is None:
-        import docker.errors
-
-        try:
-            _engine().close()
-        except docker.errors.DockerException as exc:
-            problem = str(exc).splitlines()[0][:120]
+    """Why no engine answers, or None."""
+    problem = engine.problem()
     if problem is None:
         return None
     return (
@@ -150,15 +121,11 @@ class DockerBackend(Backend):
         # Before any container exists: one whose start a kill cuts short is never tracked
         # by id, and the reaper then finds it by these labels.
         ctx.reaper.track_labels(self._labels())
-        client = _engine()
-        try:
-            # Ryuk too where its image is present; our reaper alone otherwise (it never pulls).
-            self._ryuk_missing = _ryuk_missing(client)
-            self._bridge = _bridge_route(client, ctx.config)
-        finally:
-            client.close()
-        # The holder whose network the servers join, and its bridge address; made by the
-        # first server that starts (servers start side by side).
+        # What the engine tells about itself, asked by the first server that starts (in
+        # its thread, not before the first test), and the holder whose network the servers
+        # join with its bridge address, made then too (servers start side by side).
+        self._facts_lock = threading.Lock()
+        self._facts: _EngineFacts | None = None
         self._holder_lock = threading.Lock()
         self._holder: tuple[DockerContainer, str] | None = None
 
@@ -174,7 +141,11 @@ class DockerBackend(Backend):
         from servicematrix.pull import pull_missing
 
         wanted = images(config)
-        return pull_missing([wanted[r] for r in ROLES if r in roles], report)
+        try:
+            lacking = engine.absent([wanted[r] for r in ROLES if r in roles])
+        except OSError as exc:
+            return f"cannot ask {engine.host()} for images: {exc}"
+        return pull_missing(lacking, report) if lacking else None
 
     def start_postgres(self) -> ServerInfo:
         import psycopg
@@ -313,7 +284,7 @@ class DockerBackend(Backend):
             # takes an (address, port) pair.
             container.ports[f"{port}/tcp"] = binding  # type: ignore[assignment]
         try:
-            with _without_ryuk(self._ryuk_missing):
+            with _without_ryuk(self._engine_facts().ryuk_missing):
                 container.start()
         except Exception as exc:
             _remove_unstarted(container)
@@ -327,7 +298,7 @@ class DockerBackend(Backend):
 
     def _holder_for(self, image: str) -> tuple[DockerContainer, str] | None:
         """The holder container and its bridge address, started once; None off the bridge."""
-        if self._bridge is None:
+        if self._engine_facts().bridge is None:
             return None
         with self._holder_lock:
             if self._holder is None:
@@ -345,6 +316,17 @@ class DockerBackend(Backend):
                 self._holder = holder, str(networks["bridge"]["IPAddress"])
             return self._holder
 
+    def _engine_facts(self) -> _EngineFacts:
+        with self._facts_lock:
+            if self._facts is None:
+                client = _engine()
+                try:
+                    config = self.ctx.config
+                    self._facts = _EngineFacts(_ryuk_missing(client), _bridge_route(client, config))
+                finally:
+                    client.close()
+            return self._facts
+
     def _container(self, image: str, env: dict[str, str], command: list[str]) -> DockerContainer:
         from testcontainers.core.container import DockerContainer
 
@@ -352,6 +334,14 @@ class DockerBackend(Backend):
         for name, value in env.items():
             container.with_env(name, value)
         return container
+
+
+@dataclass(frozen=True)
+class _EngineFacts:
+    # Ryuk runs too where its image is present; our reaper alone otherwise (it never pulls).
+    ryuk_missing: bool
+    # The engine's bridge subnet where tests connect through it; None to publish on loopback.
+    bridge: ipaddress.IPv4Network | None
 
 
 def _remove_unstarted(container: DockerContainer) -> None:
@@ -442,7 +432,7 @@ def _bridge_route(client: docker.DockerClient, config: Config) -> ipaddress.IPv4
 
     if config.docker_address == "loopback":
         return None
-    local = urlsplit(os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST).scheme == "unix"
+    local = engine.is_local()
     subnet = None
     with suppress(docker.errors.DockerException, KeyError, IndexError, ValueError):
         ipam = client.networks.get("bridge").attrs["IPAM"]["Config"]
