@@ -32,7 +32,7 @@ PLUGIN_PYPROJECT = nox.project.load_toml(PLUGIN / "pyproject.toml")
 SHOP_EXTRAS = ("all",)
 # The lowest versions the plugin supports, tested by the `lowest` session: the extras whose
 # minimums it resolves, and the pytest-asyncio an adopting project may pin.
-LOWEST_EXTRAS = ("postgres", "redis", "sqlalchemy", "async", "docker")
+LOWEST_EXTRAS = ("pg", "redis", "sqlalchemy", "async", "docker")
 LOWEST_ASYNCIO = "pytest-asyncio>=0.23.5,<0.24"  # 0.23.0-0.23.4 break on pytest 8
 PG_VERSIONS = ["13", "15", "16", "17", "18"]
 REDIS_VERSIONS = ["6", "7", "8", "valkey-8", "valkey-9"]

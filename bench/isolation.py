@@ -107,23 +107,23 @@ def engine_args(pg: ServerInfo, name: str, info: ServerInfo, driver: str) -> dic
     return {"url": info.url(SCHEMES[driver])}
 
 
-def redis_url(rd: ServerInfo, driver: str, index: int) -> str:
+def redis_url(redis_info: ServerInfo, driver: str, index: int) -> str:
     """Each lane of each driver gets its own Redis database."""
-    return replace(rd, database=str(DRIVERS.index(driver) * len(SYNC) + index)).url()
+    return replace(redis_info, database=str(DRIVERS.index(driver) * len(SYNC) + index)).url()
 
 
 Plans = dict[str, list[list[str]]]
 
 
 def measure_sync(
-    pg: ServerInfo, rd: ServerInfo, infos: dict[str, ServerInfo], plans: Plans
+    pg: ServerInfo, redis_info: ServerInfo, infos: dict[str, ServerInfo], plans: Plans
 ) -> dict[str, Samples]:
     """Run the plans' rounds with psycopg and redis-py; the samples of the last plan."""
     lanes: dict[str, SyncLane] = {
         name: Lane(
             info,
             create_engine(**engine_args(pg, name, info, "sync")),
-            redis.Redis.from_url(redis_url(rd, "sync", i)),
+            redis.Redis.from_url(redis_url(redis_info, "sync", i)),
             flush=name != BASELINE,
         )
         for i, (name, info) in enumerate(infos.items())
@@ -144,14 +144,14 @@ def measure_sync(
 
 
 async def measure_async(
-    pg: ServerInfo, rd: ServerInfo, infos: dict[str, ServerInfo], plans: Plans
+    pg: ServerInfo, redis_info: ServerInfo, infos: dict[str, ServerInfo], plans: Plans
 ) -> dict[str, Samples]:
     """Run the plans' rounds with asyncpg and redis.asyncio; the samples of the last plan."""
     lanes: dict[str, AsyncLane] = {
         name: Lane(
             info,
             create_async_engine(**engine_args(pg, name, info, "async")),
-            redis.asyncio.Redis.from_url(redis_url(rd, "async", i)),
+            redis.asyncio.Redis.from_url(redis_url(redis_info, "async", i)),
             flush=name != BASELINE,
         )
         for i, (name, info) in enumerate(infos.items())
@@ -190,14 +190,16 @@ def rows_and_clones(info: ServerInfo) -> tuple[int, int]:
         engine.dispose()
 
 
-def verify(rd: ServerInfo, driver: str, infos: dict[str, ServerInfo], baseline_runs: int) -> None:
+def verify(
+    redis_info: ServerInfo, driver: str, infos: dict[str, ServerInfo], baseline_runs: int
+) -> None:
     """The work committed for real, and every strategy left no row, key or database behind."""
     for i, (name, info) in enumerate(infos.items()):
         rows, clones = rows_and_clones(info)
         expected = 3 * baseline_runs if name == BASELINE else 0
         check(rows == expected, f"{driver} {name}: {rows} rows left, {expected} expected")
         check(clones == 0, f"{driver}: {clones} cloned databases left")
-        with redis.Redis.from_url(redis_url(rd, driver, i)) as client:
+        with redis.Redis.from_url(redis_url(redis_info, driver, i)) as client:
             keys = int(client.dbsize())
         check(name == BASELINE or keys == 0, f"{driver} {name}: {keys} Redis keys left")
 
@@ -299,7 +301,7 @@ def summary(work: dict[str, float], over: dict[str, dict[str, Stat]]) -> str:
 
 
 def measure(
-    driver: str, pg: ServerInfo, rd: ServerInfo, args: argparse.Namespace
+    driver: str, pg: ServerInfo, redis_info: ServerInfo, args: argparse.Namespace
 ) -> dict[str, Samples]:
     """Warm up, then measure every strategy of one driver in shuffled interleaved rounds."""
     counts = {name: args.slow_tests if name in SLOW else args.tests for name in SYNC}
@@ -310,18 +312,18 @@ def measure(
     print(f"{LABELS[driver]}: {len(plans['measured'])} rounds after {args.warmup}", flush=True)
     infos = prepare(pg, driver)
     if driver == "sync":
-        samples = measure_sync(pg, rd, infos, plans)
+        samples = measure_sync(pg, redis_info, infos, plans)
     else:
-        samples = asyncio.run(measure_async(pg, rd, infos, plans))
+        samples = asyncio.run(measure_async(pg, redis_info, infos, plans))
     runs = sum(names.count(BASELINE) for plan in plans.values() for names in plan)
-    verify(rd, driver, infos, runs)
+    verify(redis_info, driver, infos, runs)
     for name in (BASELINE, *STRATEGIES):
         print(f"  {name}: median {statistics.median(samples[name].total):.3f} ms per test")
     return samples
 
 
 def result(
-    samples: dict[str, dict[str, Samples]], pg: ServerInfo, rd: ServerInfo, load: float
+    samples: dict[str, dict[str, Samples]], pg: ServerInfo, redis_info: ServerInfo, load: float
 ) -> Result:
     over = {driver: overheads(s) for driver, s in samples.items()}
     work = {driver: statistics.median(s[BASELINE].total) for driver, s in samples.items()}
@@ -348,7 +350,8 @@ def result(
             )
         ],
         notes=[
-            f"PostgreSQL {pg.version} and {rd.product} {rd.version}, {pg.backend} backend; "
+            f"PostgreSQL {pg.version} and {redis_info.product} {redis_info.version}, "
+            f"{pg.backend} backend; "
             f"load average {load:.2f} over the last minute when the measurements ended.",
             "Test body: a user, an item and an order through shop's repositories, committed, "
             "read back, and one value set and got through shop's cache; unique data each time.",
@@ -386,13 +389,13 @@ def main() -> None:
     try:
         config = Config.parse({"backend": args.backend, "pg": args.pg, "redis": args.redis})
         with Worker(config, select_backend(config).name, new_run_id(), "bench") as worker:
-            pg, rd = worker.ready().values()
-            print(f"servers: {pg.describe()}; {rd.describe()}", flush=True)
-            samples = {driver: measure(driver, pg, rd, args) for driver in DRIVERS}
+            pg, redis_info = worker.ready().values()
+            print(f"servers: {pg.describe()}; {redis_info.describe()}", flush=True)
+            samples = {driver: measure(driver, pg, redis_info, args) for driver in DRIVERS}
             load = os.getloadavg()[0]
     except ServiceMatrixError as exc:
         sys.exit(f"isolation: {exc}")
-    save(result(samples, pg, rd, load), time.perf_counter() - started)
+    save(result(samples, pg, redis_info, load), time.perf_counter() - started)
 
 
 if __name__ == "__main__":

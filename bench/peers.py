@@ -45,7 +45,7 @@ COMMON = [
     "redis==8.1.0",
 ]
 VENVS = {
-    "servicematrix": ["servicematrix[postgres,redis,sqlalchemy,docker]"],
+    "servicematrix": ["servicematrix[pg,redis,sqlalchemy,docker]"],
     "testcontainers": ["testcontainers==4.15.0"],
     "pytest-databases": ["pytest-databases==0.19.0"],
     "pytest-postgresql": ["pytest-postgresql==10.0.0", "pytest-redis==5.0.1"],

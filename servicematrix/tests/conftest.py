@@ -44,8 +44,8 @@ def inner(clean: pytest.Pytester) -> pytest.Pytester:
 def servers() -> Iterator[tuple[ServerInfo, ServerInfo]]:
     """A PostgreSQL and a Redis of our own, to play 'somebody else's servers'."""
     with Worker(LOCAL, "local", new_run_id(), "external-fixture") as worker:
-        pg, rd = worker.ready().values()
-        yield pg, rd
+        pg, redis_info = worker.ready().values()
+        yield pg, redis_info
 
 
 def run_ids_alive(run_id: str) -> list[str]:

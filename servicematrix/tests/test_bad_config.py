@@ -105,7 +105,7 @@ def closed_port() -> int:
         ),
         pytest.param(
             [f"--servicematrix-pg-url=postgresql://u:{SECRET}@127.0.0.1:5432/db"],
-            "ERROR: servicematrix: external backend: the tests use redis, which needs a URL: "
+            "ERROR: servicematrix: external backend: the tests use Redis, which needs a URL: "
             "set --servicematrix-redis-url (ini servicematrix_redis_url, env "
             "SERVICEMATRIX_REDIS_URL)",
             id="one-url-of-two",
@@ -162,15 +162,15 @@ def test_docker_host_that_is_no_engine_is_one_line(
     pytest.LineMatcher([line]).fnmatch_lines([expected])
 
 
-def external_urls(pg: ServerInfo, rd: ServerInfo, case: str) -> tuple[str, str]:
+def external_urls(pg: ServerInfo, redis_info: ServerInfo, case: str) -> tuple[str, str]:
     """PostgreSQL and Redis URLs with one thing wrong, as ``case`` says."""
-    pg_url, redis_url = pg.url(), rd.url()
+    pg_url, redis_url = pg.url(), redis_info.url()
     if case == "pg-closed-port":
         pg_url = f"postgresql://postgres:{SECRET}@127.0.0.1:{closed_port()}/postgres"
     elif case == "pg-wrong-password":
         pg_url = f"postgresql://{pg.user}:{SECRET}@127.0.0.1:{pg.port}/postgres"
     elif case == "redis-wrong-password":
-        redis_url = f"redis://:{SECRET}@127.0.0.1:{rd.port}/0"
+        redis_url = f"redis://:{SECRET}@127.0.0.1:{redis_info.port}/0"
     elif case == "redis-closed-port":
         redis_url = f"redis://127.0.0.1:{closed_port()}/0"
     return pg_url, redis_url
@@ -218,24 +218,25 @@ def test_check_names_the_external_problem_in_one_line(
 def test_external_server_of_another_version_is_one_line(
     inner: pytest.Pytester, servers: tuple[ServerInfo, ServerInfo]
 ) -> None:
-    pg, rd = servers
-    other = "valkey-8" if rd.product == "redis" else "redis-7"
-    urls = (f"--servicematrix-pg-url={pg.url()}", f"--servicematrix-redis-url={rd.url()}")
+    pg, redis_info = servers
+    other = "valkey-8" if redis_info.product == "redis" else "redis-7"
+    urls = (f"--servicematrix-pg-url={pg.url()}", f"--servicematrix-redis-url={redis_info.url()}")
     pg_line = run(inner, *urls, f"--servicematrix-pg={pg.major + 1}")
     assert f"runs PostgreSQL {pg.major}, but --servicematrix-pg={pg.major + 1} was asked" in pg_line
     redis_line = run(inner, *urls, f"--servicematrix-redis={other}")
-    assert f"is {rd.product} {rd.version}, but --servicematrix-redis={other} was asked" in (
-        redis_line
+    assert (
+        f"is {redis_info.product} {redis_info.version}, but --servicematrix-redis={other} was asked"
+        in (redis_line)
     )
-    assert rd.password not in pg_line + redis_line
+    assert redis_info.password not in pg_line + redis_line
 
 
 def test_failure_while_provisioning_is_one_line_per_test(
     inner: pytest.Pytester, servers: tuple[ServerInfo, ServerInfo]
 ) -> None:
-    pg, rd = servers
+    pg, redis_info = servers
     # The second worker's Redis database index would be 16: past the last one.
-    redis_url = rd.url().rsplit("/", 1)[0] + "/15"
+    redis_url = redis_info.url().rsplit("/", 1)[0] + "/15"
     inner.makepyfile(
         "import pytest\n\n"
         "@pytest.mark.parametrize('n', range(4))\n"

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from servicematrix import envmap
 from servicematrix.config import SETTINGS, Config, RedisVersion
 from servicematrix.errors import ConfigError
-from servicematrix.info import ServerInfo
+from servicematrix.info import Role, ServerInfo
 
 
 def resolve(cli: dict[str, str], ini: dict[str, str], env: dict[str, str]) -> Config:
@@ -103,3 +104,31 @@ def test_the_readme_lists_every_setting_and_its_default() -> None:
     for setting in SETTINGS:
         if setting.default:
             assert f"`{setting.default.split(':')[0]}" in rows[setting.stem], setting.stem
+
+
+SERVERS: dict[Role, ServerInfo] = {
+    "pg": ServerInfo("postgresql", "10.0.0.1", 5433, "app", "s3cret", "shop", "16.4", "local"),
+    "redis": ServerInfo("redis", "10.0.0.2", 6380, "", "s3cret", 0, "7.2.5", "local"),
+}
+
+
+def test_env_templates_name_pg_and_redis() -> None:
+    entries = [("DATABASE_URL", "{pg:postgresql+psycopg}"), ("PGPORT", "{pg.port}")]
+    entries.append(("REDIS_HOST", "{redis.host}"))
+    assert [envmap.check_template(t) for _, t in entries] == [None, None, None]
+    assert envmap.roles(entries) == {"pg", "redis"}
+    assert envmap.render(entries, SERVERS) == {
+        "DATABASE_URL": "postgresql+psycopg://app:s3cret@10.0.0.1:5433/shop",
+        "PGPORT": "5433",
+        "REDIS_HOST": "10.0.0.2",
+    }
+
+
+def test_env_templates_still_understand_postgres_and_say_it_is_pg_now() -> None:
+    with pytest.deprecated_call(match='"postgres" is now called "pg"'):
+        assert envmap.check_template("{postgres.port}") is None
+    assert envmap.roles([("PGPORT", "{postgres.port}")]) == {"pg"}
+    assert envmap.render([("PGPORT", "{postgres.port}")], SERVERS) == {"PGPORT": "5433"}
+    assert envmap.check_template("{postgresql.port}") == (
+        "unknown placeholder {postgresql.port}; fields are host, port, user, password, database"
+    )

@@ -180,22 +180,24 @@ def test_missing_image_is_a_usage_error(inner: pytest.Pytester, engine: Any) -> 
     )
 
 
-def test_the_controller_imports_no_engine_client_driver_or_asyncio(
+def test_a_sync_run_imports_only_what_each_process_needs(
     clean: pytest.Pytester, engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # It asks the engine and checks the images itself; the workers start the servers.
+    # The controller asks the engine and checks the images itself, without docker-py; the
+    # workers start the servers, and a sync-only suite loads no asyncio stack.
     shutil.copytree(PROJECTS / "controller_imports", clean.path, dirs_exist_ok=True)
-    imports = clean.path / "imports.json"
-    monkeypatch.setenv("IMPORTS_FILE", str(imports))
+    imports = clean.mkdir("imports")
+    monkeypatch.setenv("IMPORTS_DIR", str(imports))
     result = clean.runpytest_subprocess("-n", "2", timeout=180)
     result.assert_outcomes(passed=2)
-    assert json.loads(imports.read_text()) == []
+    seen = {p.stem: json.loads(p.read_text()) for p in imports.iterdir()}
+    assert seen == {"controller": [], "gw0": [], "gw1": []}
 
 
 def test_image_names_follow_settings() -> None:
     config = Config.parse({"pg": "16", "redis": "valkey-8", "image_prefix": "mirror.example/lib/"})
     assert images(config) == {
-        "postgres": "mirror.example/lib/postgres:16",
+        "pg": "mirror.example/lib/postgres:16",
         "redis": "mirror.example/lib/valkey/valkey:8",
     }
 

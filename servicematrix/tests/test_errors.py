@@ -31,7 +31,7 @@ def test_external_without_urls_says_which_is_missing(inner: pytest.Pytester) -> 
     result = inner.runpytest("--servicematrix-backend=external")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*external backend: the tests use redis, which needs a URL: set --servicematrix-redis-*"]
+        ["*external backend: the tests use Redis, which needs a URL: set --servicematrix-redis-*"]
     )
 
 

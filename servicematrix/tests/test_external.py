@@ -34,19 +34,19 @@ def databases(pg: ServerInfo) -> set[str]:
 def test_workers_get_own_database_and_index_and_leave_others_alone(
     inner: pytest.Pytester, servers: tuple[ServerInfo, ServerInfo]
 ) -> None:
-    pg, rd = servers
+    pg, redis_info = servers
     before = databases(pg)
-    with redis.Redis.from_url(rd.url(), db=0) as other:
+    with redis.Redis.from_url(redis_info.url(), db=0) as other:
         other.set("not-ours", "keep")
     inner.makepyfile(USE_SERVERS)
-    redis_url = rd.url().rsplit("/", 1)[0] + "/2"
+    redis_url = redis_info.url().rsplit("/", 1)[0] + "/2"
     result = inner.runpytest(
         "-n", "2", f"--servicematrix-pg-url={pg.url()}", f"--servicematrix-redis-url={redis_url}"
     )
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["gw0: PostgreSQL * (external) *:***@*/sm_*_gw0;*"])
     assert databases(pg) == before
-    with redis.Redis.from_url(rd.url(), db=0) as other:
+    with redis.Redis.from_url(redis_info.url(), db=0) as other:
         assert other.get("not-ours") == b"keep"
 
 
@@ -69,9 +69,9 @@ def test_bad_external_urls_fail_in_one_line(
     option: str,
     expected: str,
 ) -> None:
-    pg, rd = servers
+    pg, redis_info = servers
     inner.makepyfile("def test_a(pg_server, redis_server):\n    pass\n")
-    urls = {"--servicematrix-pg-url": pg.url(), "--servicematrix-redis-url": rd.url()}
+    urls = {"--servicematrix-pg-url": pg.url(), "--servicematrix-redis-url": redis_info.url()}
     name, _, value = option.partition("=")
     urls[name] = value.format(pg_port=pg.port, closed=1)
     result = inner.runpytest(*(f"{k}={v}" for k, v in urls.items()))

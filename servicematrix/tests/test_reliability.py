@@ -196,7 +196,7 @@ def test_two_runs_at_once_share_nothing(backend: str, tmp_path: Path, record_pro
     assert sorted(seen) == ["one", "two"]
     assert [len(seen[name]) for name in ("one", "two")] == [2, 2], seen  # two workers each
     shared = []
-    for kind in ("postgres", "redis"):
+    for kind in ("pg", "redis"):
         ours, theirs = ({tuple(e[kind]) for e in seen[name]} for name in ("one", "two"))
         shared += sorted(ours & theirs)
         # Within a run, each worker has its own server too.

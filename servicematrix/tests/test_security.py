@@ -157,11 +157,11 @@ def container_bindings(run_id: str) -> list[tuple[str, int]]:
 
 def test_servers_are_reachable_from_this_host_only(runs: list[Worker], shape: str) -> None:
     for worker in runs:
-        pg, rd = worker.ready().values()
+        pg, redis_info = worker.ready().values()
         if shape == "local":
             # By port, not by the server's descriptors: root in a container (no
             # CAP_SYS_PTRACE) cannot read /proc/PID/fd of the account servers run as.
-            for server in (pg, rd):
+            for server in (pg, redis_info):
                 addresses = listening(Path("/proc/net"), ports={server.port})
                 assert addresses, server.describe()
                 assert {a.rpartition(":")[0] for a in addresses} <= LOOPBACK, addresses
@@ -171,14 +171,14 @@ def test_servers_are_reachable_from_this_host_only(runs: list[Worker], shape: st
             # The bridge path: the servers are reached at their container's own address on
             # the engine's private bridge, and nothing at all is published on the host.
             assert bindings == []
-            assert pg.host == rd.host
+            assert pg.host == redis_info.host
             assert ipaddress.ip_address(pg.host).is_private
-            assert (pg.port, rd.port) == (5432, 6379)
+            assert (pg.port, redis_info.port) == (5432, 6379)
             continue
-        assert sorted(port for _, port in bindings) == sorted([pg.port, rd.port])
+        assert sorted(port for _, port in bindings) == sorted([pg.port, redis_info.port])
         assert {host for host, _ in bindings} == {"127.0.0.1"}
         # Whatever listens on the host for those ports (docker-proxy) is loopback too.
-        host_side = listening(Path("/proc/net"), ports={pg.port, rd.port})
+        host_side = listening(Path("/proc/net"), ports={pg.port, redis_info.port})
         assert {a.rpartition(":")[0] for a in host_side} <= LOOPBACK, host_side
 
 

@@ -61,7 +61,7 @@ def redis_of(control: ServerControl, timeout: float = 2.0) -> redis.Redis:
 
 
 def pg_query(control: ServerControl, sql: str) -> object:
-    with psycopg.connect(control.servers["postgres"].url(), autocommit=True) as conn:
+    with psycopg.connect(control.servers["pg"].url(), autocommit=True) as conn:
         cursor = conn.execute(sql)
         row = cursor.fetchone() if cursor.description else None
     return row[0] if row else None
@@ -85,7 +85,7 @@ def test_restarted_postgres_keeps_its_data_url_and_password(control: ServerContr
     pg_query(control, "CREATE TABLE IF NOT EXISTS kept (n int); INSERT INTO kept VALUES (1)")
     started_before = pg_query(control, "SELECT pg_postmaster_start_time()")
 
-    outage = control.restart("postgres")
+    outage = control.restart("pg")
 
     assert 0 < outage < 30
     assert pg_query(control, "SELECT count(*) FROM kept") == 1
@@ -106,14 +106,14 @@ def test_paused_redis_answers_nothing_until_resumed(control: ServerControl) -> N
 
 def test_a_paused_postgres_session_waits_and_then_goes_on(control: ServerControl) -> None:
     with (
-        psycopg.connect(control.servers["postgres"].url(), autocommit=True) as conn,
+        psycopg.connect(control.servers["pg"].url(), autocommit=True) as conn,
         ThreadPoolExecutor(1) as pool,
     ):
-        control.pause("postgres")
+        control.pause("pg")
         answer = pool.submit(lambda: conn.execute("SELECT 2").fetchone())
         done, _ = wait([answer], timeout=PAUSED_TIMEOUT)
         assert not done  # frozen: the query gets no answer
-        control.resume("postgres")
+        control.resume("pg")
 
         assert answer.result(timeout=10) == (2,)
 
@@ -121,15 +121,25 @@ def test_a_paused_postgres_session_waits_and_then_goes_on(control: ServerControl
 def test_misuse_changes_nothing_and_says_so_in_one_line(control: ServerControl) -> None:
     with pytest.raises(ControlError, match=r"^redis is running, not stopped: nothing was changed$"):
         control.start("redis")
-    with pytest.raises(
-        ControlError, match=r"^no server called 'mysql': use one of postgres, redis"
-    ):
+    with pytest.raises(ControlError, match=r"^no server called 'mysql': use one of pg, redis"):
         control.stop("mysql")  # type: ignore[arg-type]
-    assert control.state("redis") == control.state("postgres") == "running"
+    assert control.state("redis") == control.state("pg") == "running"
+
+
+def test_the_old_name_of_pg_still_works_and_says_so(control: ServerControl) -> None:
+    old = "postgres"
+    with pytest.deprecated_call(match='"postgres" is now called "pg"'):
+        assert control.pause(old) >= 0  # type: ignore[arg-type]
+    assert control.state("pg") == "paused"
+    with pytest.deprecated_call(match='"postgres" is now called "pg"'):
+        control.resume(old)  # type: ignore[arg-type]
+    assert control.state("pg") == "running"
+    with pytest.deprecated_call(match='"postgres" is now called "pg"'):
+        assert control.servers[old] is control.servers["pg"]  # type: ignore[index]
 
 
 def test_recover_brings_back_whatever_was_left_down(control: ServerControl) -> None:
-    control.stop("postgres")
+    control.stop("pg")
     control.pause("redis")
 
     control.recover()
@@ -140,18 +150,18 @@ def test_recover_brings_back_whatever_was_left_down(control: ServerControl) -> N
 
 
 def test_followed_engine_replaces_connections_a_restart_killed(control: ServerControl) -> None:
-    url = control.servers["postgres"].url("postgresql+psycopg")
+    url = control.servers["pg"].url("postgresql+psycopg")
     followed, plain = create_engine(url), create_engine(url)
     control.follow(followed)
     try:
         for engine in (followed, plain):
             with engine.connect() as conn:  # each pool now holds one connection
                 conn.execute(text("SELECT 1"))
-        epoch = control.epoch("postgres")
+        epoch = control.epoch("pg")
 
-        control.restart("postgres")
+        control.restart("pg")
 
-        assert control.epoch("postgres") == epoch + 1
+        assert control.epoch("pg") == epoch + 1
         with followed.connect() as conn:
             assert conn.execute(text("SELECT 1")).scalar() == 1
         with pytest.raises(DBAPIError), plain.connect() as conn:
@@ -169,13 +179,13 @@ from servicematrix.provision import Worker, new_run_id
 
 config = Config.parse({{"backend": "local", "pg": "{pg}", "redis": "{redis}"}})
 worker = Worker(config, "local", new_run_id(), "doomed", os.getppid())
-pg, rd = worker.ready().values()
+pg, redis_info = worker.ready().values()
 control = worker.control()
-control.restart("postgres")
+control.restart("pg")
 control.restart("redis")
 with psycopg.connect(pg.url()) as conn:
     datadir = conn.execute("SHOW data_directory").fetchone()[0]
-with redis.Redis.from_url(rd.url()) as client:
+with redis.Redis.from_url(redis_info.url()) as client:
     redis_pid = client.info("server")["process_id"]
 pg_pid = int(pathlib.Path(datadir, "postmaster.pid").read_text().split()[0])
 print(json.dumps({{"pids": [pg_pid, redis_pid], "workdir": str(pathlib.Path(datadir).parent)}}))
@@ -199,8 +209,10 @@ def test_servers_started_again_are_reaped_when_their_owner_dies() -> None:
 
 
 def test_external_servers_are_not_ours_to_stop(servers: tuple[ServerInfo, ServerInfo]) -> None:
-    pg, rd = servers
-    config = Config.parse({"backend": "external", "pg_url": pg.url(), "redis_url": rd.url()})
+    pg, redis_info = servers
+    config = Config.parse(
+        {"backend": "external", "pg_url": pg.url(), "redis_url": redis_info.url()}
+    )
     with Worker(config, "external", new_run_id(), "external-control") as worker:
         worker.ready().values()
         control = worker.control()
@@ -229,7 +241,7 @@ async def test_a_restart_and_a_stop_left_behind(
     async with async_engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
     assert sync_redis.ping() and await async_redis.ping()
-    assert servicematrix_servers.restart("postgres") > 0
+    assert servicematrix_servers.restart("pg") > 0
     servicematrix_servers.stop("redis")  # the fixture brings it back after the test
 
 async def test_later_tests_use_the_same_engines_and_clients(db_session, redis_client):
@@ -249,10 +261,10 @@ def test_fixture_recovers_and_later_tests_in_the_worker_pass(inner: pytest.Pytes
 def test_fixture_skips_on_the_external_backend_with_the_reason(
     inner: pytest.Pytester, servers: tuple[ServerInfo, ServerInfo]
 ) -> None:
-    pg, rd = servers
+    pg, redis_info = servers
     inner.makepyfile("def test_fault(servicematrix_servers):\n    raise AssertionError\n")
     result = inner.runpytest(
-        "-rs", f"--servicematrix-pg-url={pg.url()}", f"--servicematrix-redis-url={rd.url()}"
+        "-rs", f"--servicematrix-pg-url={pg.url()}", f"--servicematrix-redis-url={redis_info.url()}"
     )
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["SKIPPED * servicematrix: the external backend's servers are*"])

@@ -164,7 +164,7 @@ def record_counts(
 ) -> None:
     """What the reliability report reads from the JUnit XML."""
     record("fault", fault)
-    record("backend", servers.servers["postgres"].backend)
+    record("backend", servers.servers["pg"].backend)
     record("requests", len(shopper.calls))
     record("failed", len(shopper.failures()))
     record("stale", shopper.stale)
@@ -226,7 +226,7 @@ async def test_postgres_restart_fails_few_requests_all_503_and_recovers_alone(
     traffic = asyncio.ensure_future(shopper.until(stop))
 
     down_at = time.monotonic()
-    outage = await asyncio.to_thread(servicematrix_servers.restart, "postgres")
+    outage = await asyncio.to_thread(servicematrix_servers.restart, "pg")
     up_at = time.monotonic()
     stop.set()
     await traffic
@@ -257,7 +257,7 @@ async def test_plugin_engines_reconnect_after_a_postgres_restart(
 ) -> None:
     await one(db_engine)  # a pooled connection that the restart kills
 
-    servicematrix_servers.restart("postgres")
+    servicematrix_servers.restart("pg")
 
     assert await one(db_engine) == 1
 

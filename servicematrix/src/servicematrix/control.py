@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from servicematrix.backends.base import ROLES, Backend, Role
 from servicematrix.errors import ControlError
-from servicematrix.info import ServerInfo
+from servicematrix.info import ServerInfo, role_named
 from servicematrix.processes import poll
 
 if TYPE_CHECKING:
@@ -32,12 +32,22 @@ PROBE_TIMEOUT = 2
 _EPOCH_KEY = "servicematrix.postgres_epoch"
 
 
+class _Servers(dict[Role, ServerInfo]):
+    """The servers by role; ``servers["postgres"]``, the old name, still finds PostgreSQL."""
+
+    def __missing__(self, name: str) -> ServerInfo:
+        role = role_named(name)
+        if role is None or role == name:
+            raise KeyError(name)
+        return self[role]
+
+
 class ServerControl:
     """Stops and starts one worker's PostgreSQL and Redis for real, keeping their URLs."""
 
     def __init__(self, backend: Backend, servers: Mapping[Role, ServerInfo]) -> None:
         self._backend = backend
-        self.servers: dict[Role, ServerInfo] = dict(servers)
+        self.servers: dict[Role, ServerInfo] = _Servers(servers)
         self._states: dict[Role, State] = dict.fromkeys(self.servers, "running")
         self._epochs: dict[Role, int] = dict.fromkeys(self.servers, 0)
 
@@ -60,7 +70,7 @@ class ServerControl:
 
     def stop(self, role: Role) -> float:
         """Stop ``role`` (Redis: SIGKILL; PostgreSQL: fast shutdown); seconds until it refuses."""
-        started = self._begin(role, "running")
+        role, started = self._begin(role, "running")
         self._epochs[role] += 1
         self._backend.stop_server(role)
         self._states[role] = "stopped"
@@ -70,7 +80,7 @@ class ServerControl:
 
     def start(self, role: Role) -> float:
         """Start a stopped ``role`` on its old port; seconds until it answers clients."""
-        started = self._begin(role, "stopped")
+        role, started = self._begin(role, "stopped")
         self._backend.start_server(role)
         self._states[role] = "running"
         self._wait_answers(role)
@@ -78,18 +88,19 @@ class ServerControl:
 
     def restart(self, role: Role) -> float:
         """Stop, then start ``role``; seconds it was unavailable."""
+        role = self._known(role)
         return self.stop(role) + self.start(role)
 
     def pause(self, role: Role) -> float:
         """Freeze ``role``: connections stay open but get no answer; seconds taken."""
-        started = self._begin(role, "running")
+        role, started = self._begin(role, "running")
         self._backend.pause_server(role)
         self._states[role] = "paused"
         return time.monotonic() - started
 
     def resume(self, role: Role) -> float:
         """Let a paused ``role`` run again; seconds until it answers clients."""
-        started = self._begin(role, "paused")
+        role, started = self._begin(role, "paused")
         self._backend.resume_server(role)
         self._states[role] = "running"
         self._wait_answers(role)
@@ -114,32 +125,35 @@ class ServerControl:
         sync = getattr(engine, "sync_engine", engine)
 
         def stamp(_dbapi: Any, record: Any) -> None:
-            record.info[_EPOCH_KEY] = self._epochs["postgres"]
+            record.info[_EPOCH_KEY] = self._epochs["pg"]
 
         def check(_dbapi: Any, record: Any, _proxy: Any) -> None:
-            if record.info.get(_EPOCH_KEY) != self._epochs["postgres"]:
+            if record.info.get(_EPOCH_KEY) != self._epochs["pg"]:
                 raise exc.DisconnectionError("PostgreSQL was stopped since this connection opened")
 
         event.listen(sync, "connect", stamp)
         event.listen(sync, "checkout", check)
 
-    def _known(self, role: Role) -> Role:
-        if role not in self._states:
-            raise ControlError(f"no server called {role!r}: use one of {', '.join(ROLES)}")
+    def _known(self, name: Role) -> Role:
+        role = role_named(name)
+        if role is None or role not in self._states:
+            raise ControlError(f"no server called {name!r}: use one of {', '.join(ROLES)}")
         return role
 
-    def _begin(self, role: Role, expected: State) -> float:
+    def _begin(self, name: Role, expected: State) -> tuple[Role, float]:
+        """``name``'s role and the moment its change begins, if it is ``expected``."""
         reason = self.unavailable
         if reason:
             raise ControlError(reason)
-        state = self.state(role)
+        role = self._known(name)
+        state = self._states[role]
         if state != expected:
             raise ControlError(f"{role} is {state}, not {expected}: nothing was changed")
-        return time.monotonic()
+        return role, time.monotonic()
 
     def _wait_answers(self, role: Role) -> None:
         server = self.servers[role]
-        probe = _pg_answers if role == "postgres" else _redis_answers
+        probe = _pg_answers if role == "pg" else _redis_answers
         _wait(lambda: probe(server), f"{role} does not answer on port {server.port}")
 
 

@@ -19,15 +19,15 @@ DRIVERS = ("sync", "async")
 # Fixtures whose servers a static look at the fixture closure does not reveal (they
 # pick the driver's variant at run time), and the servers each one uses.
 _DYNAMIC: dict[str, tuple[Role, ...]] = {
-    "db_session": ("postgres",),
-    "db_engine": ("postgres",),
+    "db_session": ("pg",),
+    "db_engine": ("pg",),
     "redis_client": ("redis",),
 }
-_SERVER_FIXTURES: dict[str, Role] = {"pg_server": "postgres", "redis_server": "redis"}
+_SERVER_FIXTURES: dict[str, Role] = {"pg_server": "pg", "redis_server": "redis"}
 # What each driver needs installed, per server it talks to.
 _MODULES: dict[tuple[str, Role], tuple[str, ...]] = {
-    ("sync", "postgres"): ("sqlalchemy", "psycopg"),
-    ("async", "postgres"): ("sqlalchemy", "asyncpg", "greenlet", "pytest_asyncio"),
+    ("sync", "pg"): ("sqlalchemy", "psycopg"),
+    ("async", "pg"): ("sqlalchemy", "asyncpg", "greenlet", "pytest_asyncio"),
     ("sync", "redis"): ("redis",),
     ("async", "redis"): ("redis", "pytest_asyncio"),
 }

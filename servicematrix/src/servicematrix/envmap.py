@@ -5,7 +5,7 @@ module-level client) need the addresses before any fixture runs, so the plugin s
 these variables before the project's conftests are imported. A template names a server
 and, optionally, a URL scheme or one field::
 
-    DATABASE_URL={postgres:postgresql+psycopg}   REDIS_URL={redis}   PGPORT={postgres.port}
+    DATABASE_URL={pg:postgresql+psycopg}   REDIS_URL={redis}   PGPORT={pg.port}
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from servicematrix.info import Role, ServerInfo
+from servicematrix.info import Role, ServerInfo, role_named
 
 FIELDS = ("host", "port", "user", "password", "database")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_SPEC = re.compile(r"^(postgres|redis)(?:\.(" + "|".join(FIELDS) + r")|:([a-z][a-z0-9+.-]*))?$")
+_SPEC = re.compile(r"^(pg|postgres|redis)(?:\.(" + "|".join(FIELDS) + r")|:([a-z][a-z0-9+.-]*))?$")
 # Where no servers exist (the xdist controller runs no test): a port nothing listens on,
 # so code that connects there fails at once instead of finding some other server.
 _NOWHERE = {
-    "postgres": ServerInfo("postgresql", "127.0.0.1", 1, "postgres", "", "postgres", "0", "none"),
+    "pg": ServerInfo("postgresql", "127.0.0.1", 1, "postgres", "", "postgres", "0", "none"),
     "redis": ServerInfo("redis", "127.0.0.1", 1, "", "", 0, "0", "none"),
 }
 
@@ -30,11 +30,19 @@ def check_template(template: str) -> str | None:
     """Why ``template`` cannot be rendered, or None when it can."""
     specs = _PLACEHOLDER.findall(template)
     if not specs:
-        return "no {postgres} or {redis} placeholder"
+        return "no {pg} or {redis} placeholder"
     bad = [s for s in specs if not _SPEC.match(s)]
     if bad:
         return f"unknown placeholder {{{bad[0]}}}; fields are {', '.join(FIELDS)}"
+    for spec in specs:
+        _role(spec, warn=True)
     return None
+
+
+def _role(spec: str, *, warn: bool = False) -> Role:
+    role = role_named(re.split(r"[.:]", spec, maxsplit=1)[0], warn=warn)
+    assert role is not None, "a placeholder _SPEC matched"
+    return role
 
 
 def roles(entries: Iterable[tuple[str, str]]) -> set[Role]:
@@ -42,7 +50,7 @@ def roles(entries: Iterable[tuple[str, str]]) -> set[Role]:
     found: set[Role] = set()
     for _, template in entries:
         for spec in _PLACEHOLDER.findall(template):
-            found.add("postgres" if spec.startswith("postgres") else "redis")
+            found.add(_role(spec))
     return found
 
 
@@ -55,8 +63,8 @@ def render(
     def value(match: re.Match[str]) -> str:
         spec = _SPEC.match(match.group(1))
         assert spec is not None, "checked when the setting was parsed"
-        role, field, scheme = spec.groups()
-        server = known["postgres" if role == "postgres" else "redis"]
+        _, field, scheme = spec.groups()
+        server = known[_role(match.group(1))]
         if field:
             return str(getattr(server, field))
         return server.url(scheme)

@@ -3,16 +3,37 @@
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
 Product = Literal["postgresql", "redis", "valkey"]
-# The two kinds of server a worker can have; one name each, in code and in settings.
-Role = Literal["postgres", "redis"]
-ROLES: tuple[Role, ...] = ("postgres", "redis")
+# The two kinds of server a worker can have; one name each, as in the settings (pg,
+# redis), the fixtures (pg_server, redis_server) and the env templates ({pg}, {redis}).
+# The product is what answers: postgresql, redis or valkey.
+Role = Literal["pg", "redis"]
+ROLES: tuple[Role, ...] = ("pg", "redis")
+TITLES: dict[Role, str] = {"pg": "PostgreSQL", "redis": "Redis"}
+# The name PostgreSQL's role had before it took its settings' one; still understood.
+_OLD_PG = "postgres"
 MASK = "***"
+
+
+def role_named(name: str, *, warn: bool = True) -> Role | None:
+    """The role called ``name``, or None. "postgres", the name "pg" had before, still works,
+    with a DeprecationWarning unless ``warn`` is false."""
+    if name == _OLD_PG:
+        if warn:
+            warnings.warn(
+                'the server "postgres" is now called "pg", as its settings and pg_server '
+                'are; "postgres" will stop working in a later release',
+                DeprecationWarning,
+                stacklevel=3,
+            )
+        return "pg"
+    return next((role for role in ROLES if role == name), None)
 
 
 def masked_url(url: str) -> str:

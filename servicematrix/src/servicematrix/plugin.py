@@ -223,7 +223,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """A test that failed for an extension this worker's PostgreSQL lacks is told why."""
     report = yield
     worker = item.config.stash[STATE].worker
-    limit = worker.backend.limits.get("postgres") if worker is not None else None
+    limit = worker.backend.limits.get("pg") if worker is not None else None
     if limit and report.failed and call.excinfo and _NO_EXTENSION.search(str(call.excinfo.value)):
         report.sections.append(("servicematrix", limit))
     return report
@@ -329,7 +329,7 @@ def servicematrix_worker(request: pytest.FixtureRequest) -> Worker:
 @pytest.fixture(scope="session")
 def pg_server(servicematrix_worker: Worker) -> ServerInfo:
     """This worker's PostgreSQL."""
-    return _ready(servicematrix_worker, "postgres")  # type: ignore[no-any-return]
+    return _ready(servicematrix_worker, "pg")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")

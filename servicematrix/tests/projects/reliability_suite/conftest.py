@@ -26,7 +26,7 @@ def recorded(pg_server, redis_server):
     entry = {
         "worker": worker,
         "owner": os.getpid(),
-        "postgres": [pg_server.host, pg_server.port, started],
+        "pg": [pg_server.host, pg_server.port, started],
         "redis": [redis_server.host, redis_server.port, redis_id],
         "checkpointer": pid,
     }
