@@ -228,6 +228,11 @@ def build_result(
         )
         if {"servicematrix-docker", base} <= set(tools):
             times = per_test["servicematrix-docker"] / per_test[base]
+            gaps = [
+                stat(t, sizes[1], n, "per_test_ms", "ms").median
+                for t in ("servicematrix-docker", base)
+            ]
+            walls = stat("servicematrix-docker", sizes[1], n, "wall")
             targets.append(
                 Target(
                     f"-n {n}: docker backend's cost per test against the local backend's",
@@ -235,6 +240,11 @@ def build_result(
                     f"{times:.2f}x ({per_test['servicematrix-docker']:.2f} against "
                     f"{per_test[base]:.2f} ms)",
                     times <= 1.15,
+                    ""
+                    if times <= 1.15
+                    else f"the median gap between tests is {gaps[0]:.2f} ms on docker against "
+                    f"{gaps[1]:.2f} ms on local; docker's walls at N={sizes[1]} ranged "
+                    f"{walls.min:.2f}-{walls.max:.2f} s (see the network path below)",
                 )
             )
         peers = [t for t in tools if not t.startswith("servicematrix")]
