@@ -126,6 +126,13 @@ def closed_port() -> int:
             "ERROR: servicematrix: --servicematrix-report='*' is not valid*",
             id="report-under-a-file",
         ),
+        pytest.param(
+            ["--servicematrix-env=PGPORT={{postgres.port}}"],
+            'ERROR: servicematrix: the server "postgres" is now called "pg", as in '
+            "servicematrix_pg and pg_server: write pg instead (*) (a warning, which "
+            "filterwarnings makes an error)",
+            id="old-name-under-filterwarnings-error",
+        ),
     ],
 )
 def test_bad_setting_is_one_line(

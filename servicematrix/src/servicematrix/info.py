@@ -27,8 +27,8 @@ def role_named(name: str, *, warn: bool = True) -> Role | None:
     if name == _OLD_PG:
         if warn:
             warnings.warn(
-                'the server "postgres" is now called "pg", as its settings and pg_server '
-                'are; "postgres" will stop working in a later release',
+                'the server "postgres" is now called "pg", as in servicematrix_pg and '
+                'pg_server: write pg instead ("postgres" stops working in a later release)',
                 DeprecationWarning,
                 stacklevel=3,
             )

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -52,14 +53,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _resolve(config: pytest.Config, options: Any) -> Config:
+    """The settings; an old name among them is a warning under the project's filters (an
+    error where it makes warnings errors: one line, before any test)."""
     try:
-        return Config.resolve(
-            cli=lambda stem: getattr(options, "servicematrix_" + stem, None),
-            ini=lambda key: config.getini(key) or None,
-            env=os.environ,
-        )
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            resolved = Config.resolve(
+                cli=lambda stem: getattr(options, "servicematrix_" + stem, None),
+                ini=lambda key: config.getini(key) or None,
+                env=os.environ,
+            )
+        for warning in seen:
+            config.issue_config_time_warning(warning.message, stacklevel=2)
     except ServiceMatrixError as exc:
         raise pytest.UsageError(PREFIX + str(exc)) from None
+    except Warning as exc:
+        raise pytest.UsageError(
+            f"{PREFIX}{exc} (a warning, which filterwarnings makes an error)"
+        ) from None
+    return resolved
 
 
 def _in_worker(config: pytest.Config) -> bool:
