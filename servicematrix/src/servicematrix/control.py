@@ -29,7 +29,7 @@ State = Literal["running", "stopped", "paused"]
 POLL_SECONDS = 0.02
 READY_TIMEOUT = 30.0
 PROBE_TIMEOUT = 2
-_EPOCH_KEY = "servicematrix.postgres_epoch"
+_EPOCH_KEY = "servicematrix.pg_epoch"
 
 
 class _Servers(dict[Role, ServerInfo]):
