@@ -64,7 +64,10 @@ def _resolve(config: pytest.Config, options: Any) -> Config:
                 env=os.environ,
             )
         for warning in seen:
-            config.issue_config_time_warning(warning.message, stacklevel=2)
+            message = warning.message
+            if not isinstance(message, Warning):
+                message = warning.category(message)
+            config.issue_config_time_warning(message, stacklevel=2)
     except ServiceMatrixError as exc:
         raise pytest.UsageError(PREFIX + str(exc)) from None
     except Warning as exc:
