@@ -12,59 +12,237 @@ is never cleaned up. Every database is migrated with ``shop.db.migrate``, as the
 does; drop_all/create_all rebuilds the same tables from shop's metadata. Each strategy
 has its own database and Redis database, so what one cleanup leaves behind (TRUNCATE's
 new relation files, say) is paid by that strategy's own next test. Strategies run in
-shuffled, interleaved rounds after a warm-up, so drift hits them all alike.
+shuffled, interleaved rounds after a warm-up, so drift hits them all alike. The async
+driver's tests run on one event loop, each timed inside its coroutine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import shlex
 import statistics
 import sys
 import time
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 import redis
 import redis.asyncio
 from common import Plot, Result, Stat, Table, Target, save
-from isolation_strategies import (
-    BASELINE,
-    DRIVERS,
-    OURS,
-    SCHEMES,
-    SLOW,
-    STRATEGIES,
-    SYNC,
-    AsyncLane,
-    Lane,
-    Samples,
-    SyncLane,
-    check,
-    time_async,
-    time_sync,
-)
-from sqlalchemy import create_engine, func, inspect, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import Connection, create_engine, func, inspect, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 
+from servicematrix import isolation
 from servicematrix.backends import select_backend
 from servicematrix.config import Config
 from servicematrix.errors import ServiceMatrixError
 from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker, new_run_id
+from shop import repositories as repos
+from shop.cache import AsyncCacheService, CacheService
 from shop.db import migrate
 from shop.models import Base
 
+BASELINE = "work alone"
+OURS = "savepoint rollback"
+STRATEGIES = (OURS, "TRUNCATE", "DELETE", "drop_all/create_all", "template database")
+SLOW = ("drop_all/create_all", "template database")
+LANES = (BASELINE, *STRATEGIES)
+DRIVERS = ("sync", "async")
+SCHEMES = {"sync": "postgresql+psycopg", "async": "postgresql+asyncpg"}
 LABELS = {"sync": "psycopg 3 + redis-py", "async": "asyncpg + redis.asyncio"}
 TARGET_MS = 1.0
 TARGET_RATIO = 10.0
+# Unique data for every test body and every cloned database, whatever the strategy.
+SERIAL = itertools.count(1)
+CLONES_LEFT = text("SELECT count(*) FROM pg_database WHERE left(datname, 2) = 't_'")
+
+
+def check(condition: bool, what: str) -> None:
+    """Stop the benchmark when a strategy did not do its job: its figures would mean nothing."""
+    if not condition:
+        raise RuntimeError(f"isolation benchmark: {what}")
+
+
+@dataclass
+class Samples:
+    """Milliseconds per test: in all, and the strategy's parts around the work."""
+
+    total: list[float] = field(default_factory=list)
+    setup: list[float] = field(default_factory=list)
+    teardown: list[float] = field(default_factory=list)
+    flush: list[float] = field(default_factory=list)
+
+    def add(self, start: float, entered: float, worked: float, left: float, end: float) -> None:
+        for samples, seconds in (
+            (self.total, end - start),
+            (self.setup, entered - start),
+            (self.teardown, left - worked),
+            (self.flush, end - left),
+        ):
+            samples.append(seconds * 1000)
+
+    @property
+    def around(self) -> list[float]:
+        """Setup plus teardown plus FLUSHDB of each test: the strategy timed directly."""
+        return [sum(parts) for parts in zip(self.setup, self.teardown, self.flush, strict=True)]
+
+
+@dataclass
+class Lane:
+    """Where one strategy runs: its database, an engine, and its own Redis database.
+
+    The template strategy's engine is an AUTOCOMMIT one on the server's own database.
+    """
+
+    name: str
+    pg: ServerInfo
+    engine: Any
+    redis_url: str
+    redis: Any
+    samples: Samples = field(default_factory=Samples)
+
+
+# What the schema strategies do around a test, on a connection; the async lanes run the
+# same functions through AsyncConnection.run_sync.
+def delete_rows(connection: Connection) -> None:
+    for table in reversed(Base.metadata.sorted_tables):
+        connection.execute(table.delete())
+
+
+AROUND: dict[str, tuple[Callable[[Connection], None] | None, Callable[[Connection], None]]] = {
+    "DELETE": (None, delete_rows),
+    "drop_all/create_all": (Base.metadata.create_all, Base.metadata.drop_all),
+}
+
+
+@contextmanager
+def sync_isolated(lane: Lane) -> Iterator[Session]:
+    if lane.name == OURS:
+        with isolation.rollback_session(lane.engine) as session:
+            yield session
+    elif lane.name == "TRUNCATE":
+        with isolation.committed_session(lane.engine) as session:
+            yield session
+    elif lane.name == "template database":
+        name = f"t_{next(SERIAL)}"
+        with lane.engine.connect() as admin:
+            admin.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {lane.pg.database}")
+        engine = create_engine(replace(lane.pg, database=name).url(SCHEMES["sync"]))
+        with Session(engine) as session:
+            yield session
+        engine.dispose()
+        with lane.engine.connect() as admin:
+            admin.exec_driver_sql(f"DROP DATABASE {name}")
+    else:
+        before, after = AROUND.get(lane.name, (None, None))
+        if before:
+            with lane.engine.begin() as connection:
+                before(connection)
+        with Session(lane.engine) as session:
+            yield session
+        if after:
+            with lane.engine.begin() as connection:
+                after(connection)
+
+
+@asynccontextmanager
+async def async_isolated(lane: Lane) -> AsyncIterator[AsyncSession]:
+    if lane.name == OURS:
+        async with isolation.async_rollback_session(lane.engine) as session:
+            yield session
+    elif lane.name == "TRUNCATE":
+        async with isolation.async_committed_session(lane.engine) as session:
+            yield session
+    elif lane.name == "template database":
+        name = f"t_{next(SERIAL)}"
+        async with lane.engine.connect() as admin:
+            await admin.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {lane.pg.database}")
+        engine = create_async_engine(replace(lane.pg, database=name).url(SCHEMES["async"]))
+        async with AsyncSession(engine) as session:
+            yield session
+        await engine.dispose()
+        async with lane.engine.connect() as admin:
+            await admin.exec_driver_sql(f"DROP DATABASE {name}")
+    else:
+        before, after = AROUND.get(lane.name, (None, None))
+        if before:
+            async with lane.engine.begin() as connection:
+                await connection.run_sync(before)
+        async with AsyncSession(lane.engine) as session:
+            yield session
+        if after:
+            async with lane.engine.begin() as connection:
+                await connection.run_sync(after)
+
+
+def sync_work(session: Session, cache: CacheService, n: int) -> None:
+    """The test body: three rows committed and read back, one value cached and read."""
+    user = repos.UserRepository(session).create(email=f"user{n}@example.com", name=f"User {n}")
+    item = repos.ItemRepository(session).create(name=f"Item {n}", description="", price=Decimal(n))
+    order = repos.OrderRepository(session).create(user_id=user.id, total=item.price)
+    user_id, item_id, reference = user.id, item.id, order.reference
+    session.commit()
+    found = repos.OrderRepository(session).get_by_reference(reference)
+    check(found is not None and found.user_id == user_id, "the order was not read back")
+    check(repos.ItemRepository(session).get(item_id) is not None, "the item was not read back")
+    check(cache.set(f"order:{reference}", {"user": user_id}), "the cache refused a value")
+    check(cache.get(f"order:{reference}") == {"user": user_id}, "the cache lost a value")
+
+
+async def async_work(session: AsyncSession, cache: AsyncCacheService, n: int) -> None:
+    """The same test body through asyncpg and redis.asyncio."""
+    users, items = repos.AsyncUserRepository(session), repos.AsyncItemRepository(session)
+    user = await users.create(email=f"user{n}@example.com", name=f"User {n}")
+    item = await items.create(name=f"Item {n}", description="", price=Decimal(n))
+    order = await repos.AsyncOrderRepository(session).create(user_id=user.id, total=item.price)
+    user_id, item_id, reference = user.id, item.id, order.reference
+    await session.commit()
+    found = await repos.AsyncOrderRepository(session).get_by_reference(reference)
+    check(found is not None and found.user_id == user_id, "the order was not read back")
+    check(await items.get(item_id) is not None, "the item was not read back")
+    check(await cache.set(f"order:{reference}", {"user": user_id}), "the cache refused a value")
+    check(await cache.get(f"order:{reference}") == {"user": user_id}, "the cache lost a value")
+
+
+def time_sync(lane: Lane) -> None:
+    stack = ExitStack()
+    start = time.perf_counter()
+    with stack:
+        session = stack.enter_context(sync_isolated(lane))
+        entered = time.perf_counter()
+        sync_work(session, CacheService(lane.redis), next(SERIAL))
+        worked = time.perf_counter()
+    left = time.perf_counter()
+    if lane.name != BASELINE:
+        lane.redis.flushdb()
+    lane.samples.add(start, entered, worked, left, time.perf_counter())
+
+
+async def time_async(lane: Lane) -> None:
+    stack = AsyncExitStack()
+    start = time.perf_counter()
+    async with stack:
+        session = await stack.enter_async_context(async_isolated(lane))
+        entered = time.perf_counter()
+        await async_work(session, AsyncCacheService(lane.redis), next(SERIAL))
+        worked = time.perf_counter()
+    left = time.perf_counter()
+    if lane.name != BASELINE:
+        await lane.redis.flushdb()
+    lane.samples.add(start, entered, worked, left, time.perf_counter())
 
 
 def schedule(counts: dict[str, int], seed: int) -> list[list[str]]:
-    """Rounds of strategy names: each in ``counts[name]`` rounds spread evenly, shuffled."""
+    """Rounds of lane names: each in ``counts[name]`` rounds spread evenly, shuffled."""
     rng = random.Random(seed)  # noqa: S311 - orders rounds, guards no secret
     rounds = max(counts.values())
     plan = []
@@ -75,103 +253,36 @@ def schedule(counts: dict[str, int], seed: int) -> list[list[str]]:
     return plan
 
 
-def progress(driver: str, phase: str, r: int, plan: list[list[str]]) -> None:
-    if (r + 1) % 50 == 0 or r + 1 == len(plan):
-        print(f"  {driver} {phase}: round {r + 1}/{len(plan)}", flush=True)
-
-
-def prepare(pg: ServerInfo, driver: str) -> dict[str, ServerInfo]:
+def databases(pg: ServerInfo, driver: str) -> dict[str, ServerInfo]:
     """A migrated database per lane; the template strategy's one is its template."""
     admin = create_engine(pg.url(SCHEMES["sync"]), isolation_level="AUTOCOMMIT")
     infos = {}
     try:
-        for i, name in enumerate((BASELINE, *STRATEGIES)):
-            info = replace(pg, database=f"{driver}_{i}")
+        for i, name in enumerate(LANES):
+            infos[name] = replace(pg, database=f"{driver}_{i}")
             with admin.connect() as connection:
-                connection.exec_driver_sql(f"CREATE DATABASE {info.database}")
-            migrate(info.url(SCHEMES["sync"]))
-            infos[name] = info
+                connection.exec_driver_sql(f"CREATE DATABASE {infos[name].database}")
+            migrate(infos[name].url(SCHEMES["sync"]))
     finally:
         admin.dispose()
-    # Its tests start with create_all.
     engine = create_engine(infos["drop_all/create_all"].url(SCHEMES["sync"]))
-    Base.metadata.drop_all(engine)
+    Base.metadata.drop_all(engine)  # its tests start with create_all
     engine.dispose()
     return infos
 
 
-def engine_args(pg: ServerInfo, name: str, info: ServerInfo, driver: str) -> dict[str, Any]:
-    """The template strategy's engine runs CREATE and DROP DATABASE on the server's own."""
-    if name == "template database":
-        return {"url": pg.url(SCHEMES[driver]), "isolation_level": "AUTOCOMMIT"}
-    return {"url": info.url(SCHEMES[driver])}
-
-
-def redis_url(redis_info: ServerInfo, driver: str, index: int) -> str:
-    """Each lane of each driver gets its own Redis database."""
-    return replace(redis_info, database=str(DRIVERS.index(driver) * len(SYNC) + index)).url()
-
-
-Plans = dict[str, list[list[str]]]
-
-
-def measure_sync(
-    pg: ServerInfo, redis_info: ServerInfo, infos: dict[str, ServerInfo], plans: Plans
-) -> dict[str, Samples]:
-    """Run the plans' rounds with psycopg and redis-py; the samples of the last plan."""
-    lanes: dict[str, SyncLane] = {
-        name: Lane(
-            info,
-            create_engine(**engine_args(pg, name, info, "sync")),
-            redis.Redis.from_url(redis_url(redis_info, "sync", i)),
-            flush=name != BASELINE,
-        )
-        for i, (name, info) in enumerate(infos.items())
-    }
-    samples: dict[str, Samples] = {}
-    try:
-        for phase, plan in plans.items():
-            samples = {name: Samples() for name in lanes}
-            for r, names in enumerate(plan):
-                for name in names:
-                    time_sync(name, lanes[name], samples[name])
-                progress("sync", phase, r, plan)
-        return samples
-    finally:
-        for lane in lanes.values():
-            lane.engine.dispose()
-            lane.redis.close()
-
-
-async def measure_async(
-    pg: ServerInfo, redis_info: ServerInfo, infos: dict[str, ServerInfo], plans: Plans
-) -> dict[str, Samples]:
-    """Run the plans' rounds with asyncpg and redis.asyncio; the samples of the last plan."""
-    lanes: dict[str, AsyncLane] = {
-        name: Lane(
-            info,
-            create_async_engine(**engine_args(pg, name, info, "async")),
-            redis.asyncio.Redis.from_url(redis_url(redis_info, "async", i)),
-            flush=name != BASELINE,
-        )
-        for i, (name, info) in enumerate(infos.items())
-    }
-    samples: dict[str, Samples] = {}
-    try:
-        for phase, plan in plans.items():
-            samples = {name: Samples() for name in lanes}
-            for r, names in enumerate(plan):
-                for name in names:
-                    await time_async(name, lanes[name], samples[name])
-                progress("async", phase, r, plan)
-        return samples
-    finally:
-        for lane in lanes.values():
-            await lane.engine.dispose()
-            await lane.redis.aclose()
-
-
-CLONES_LEFT = text("SELECT count(*) FROM pg_database WHERE left(datname, 2) = 't_'")
+def lanes(pg: ServerInfo, redis_info: ServerInfo, driver: str) -> list[Lane]:
+    make_engine: Callable[..., Any] = create_engine if driver == "sync" else create_async_engine
+    client = redis.Redis if driver == "sync" else redis.asyncio.Redis
+    found = []
+    for i, (name, info) in enumerate(databases(pg, driver).items()):
+        # The template strategy's engine runs CREATE and DROP DATABASE on the server's own.
+        template = name == "template database"
+        url, args = (pg, {"isolation_level": "AUTOCOMMIT"}) if template else (info, {})
+        redis_url = replace(redis_info, database=DRIVERS.index(driver) * len(LANES) + i).url()
+        engine = make_engine(url.url(SCHEMES[driver]), **args)
+        found.append(Lane(name, info, engine, redis_url, client.from_url(redis_url)))
+    return found
 
 
 def rows_and_clones(info: ServerInfo) -> tuple[int, int]:
@@ -190,18 +301,51 @@ def rows_and_clones(info: ServerInfo) -> tuple[int, int]:
         engine.dispose()
 
 
-def verify(
-    redis_info: ServerInfo, driver: str, infos: dict[str, ServerInfo], baseline_runs: int
-) -> None:
+def verify(driver: str, found: list[Lane], baseline_runs: int) -> None:
     """The work committed for real, and every strategy left no row, key or database behind."""
-    for i, (name, info) in enumerate(infos.items()):
-        rows, clones = rows_and_clones(info)
-        expected = 3 * baseline_runs if name == BASELINE else 0
-        check(rows == expected, f"{driver} {name}: {rows} rows left, {expected} expected")
+    for lane in found:
+        rows, clones = rows_and_clones(lane.pg)
+        expected = 3 * baseline_runs if lane.name == BASELINE else 0
+        check(rows == expected, f"{driver} {lane.name}: {rows} rows left, {expected} expected")
         check(clones == 0, f"{driver}: {clones} cloned databases left")
-        with redis.Redis.from_url(redis_url(redis_info, driver, i)) as client:
+        with redis.Redis.from_url(lane.redis_url) as client:
             keys = int(client.dbsize())
-        check(name == BASELINE or keys == 0, f"{driver} {name}: {keys} Redis keys left")
+        check(lane.name == BASELINE or keys == 0, f"{driver} {lane.name}: {keys} Redis keys left")
+
+
+def measure(
+    driver: str, pg: ServerInfo, redis_info: ServerInfo, args: argparse.Namespace
+) -> dict[str, Samples]:
+    """Warm up, then measure every strategy of one driver in shuffled interleaved rounds."""
+    counts = {name: args.slow_tests if name in SLOW else args.tests for name in LANES}
+    warmup = schedule({n: min(c, args.warmup) for n, c in counts.items()}, args.seed + 1)
+    plan = schedule(counts, args.seed)
+    print(f"{LABELS[driver]}: {len(plan)} rounds after {args.warmup}", flush=True)
+    found = lanes(pg, redis_info, driver)
+    by_name = {lane.name: lane for lane in found}
+    with asyncio.Runner() as runner:  # one event loop for every async test
+        for phase, rounds in (("warm-up", warmup), ("measured", plan)):
+            for lane in found:
+                lane.samples = Samples()
+            for r, names in enumerate(rounds):
+                for name in names:
+                    if driver == "sync":
+                        time_sync(by_name[name])
+                    else:
+                        runner.run(time_async(by_name[name]))
+                if (r + 1) % 50 == 0 or r + 1 == len(rounds):
+                    print(f"  {driver} {phase}: round {r + 1}/{len(rounds)}", flush=True)
+        for lane in found:
+            if driver == "sync":
+                lane.engine.dispose()
+                lane.redis.close()
+            else:
+                runner.run(lane.engine.dispose())
+                runner.run(lane.redis.aclose())
+    verify(driver, found, sum(names.count(BASELINE) for names in (*warmup, *plan)))
+    for lane in found:
+        print(f"  {lane.name}: median {statistics.median(lane.samples.total):.3f} ms per test")
+    return {lane.name: lane.samples for lane in found}
 
 
 def overheads(samples: dict[str, Samples]) -> dict[str, Stat]:
@@ -298,28 +442,6 @@ def summary(work: dict[str, float], over: dict[str, dict[str, Stat]]) -> str:
             f"{x(times_ours(o, 'drop_all/create_all'))}."
         )
     return " ".join(sentences)
-
-
-def measure(
-    driver: str, pg: ServerInfo, redis_info: ServerInfo, args: argparse.Namespace
-) -> dict[str, Samples]:
-    """Warm up, then measure every strategy of one driver in shuffled interleaved rounds."""
-    counts = {name: args.slow_tests if name in SLOW else args.tests for name in SYNC}
-    plans: Plans = {
-        "warm-up": schedule({n: min(c, args.warmup) for n, c in counts.items()}, args.seed + 1),
-        "measured": schedule(counts, args.seed),
-    }
-    print(f"{LABELS[driver]}: {len(plans['measured'])} rounds after {args.warmup}", flush=True)
-    infos = prepare(pg, driver)
-    if driver == "sync":
-        samples = measure_sync(pg, redis_info, infos, plans)
-    else:
-        samples = asyncio.run(measure_async(pg, redis_info, infos, plans))
-    runs = sum(names.count(BASELINE) for plan in plans.values() for names in plan)
-    verify(redis_info, driver, infos, runs)
-    for name in (BASELINE, *STRATEGIES):
-        print(f"  {name}: median {statistics.median(samples[name].total):.3f} ms per test")
-    return samples
 
 
 def result(
