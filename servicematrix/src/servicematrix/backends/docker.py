@@ -54,7 +54,6 @@ REDIS_PORT = 6379
 READY_POLL_SECONDS = 0.05
 ENGINE_POLL_SECONDS = 0.01
 READY_TIMEOUT = 60.0
-ENGINE_TIMEOUT = 5
 LABEL = "io.servicematrix"
 PORT_ATTEMPTS = 3
 # What the engine says when the host port we chose was taken meanwhile.
@@ -100,14 +99,6 @@ def _engine_problem() -> str | None:
         f"no Docker engine answers ({problem}): start one (`docker info` should "
         "answer) or set servicematrix_backend=local"
     )
-
-
-def _engine(timeout: int = ENGINE_TIMEOUT) -> docker.DockerClient:
-    import docker
-
-    client = docker.from_env(timeout=timeout)
-    client.ping()
-    return client
 
 
 class DockerBackend(Backend):
@@ -320,7 +311,7 @@ class DockerBackend(Backend):
     def _engine_facts(self) -> _EngineFacts:
         with self._facts_lock:
             if self._facts is None:
-                client = _engine()
+                client = engine.client()
                 try:
                     config = self.ctx.config
                     self._facts = _EngineFacts(_ryuk_missing(client), _bridge_route(client, config))

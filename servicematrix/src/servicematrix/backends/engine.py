@@ -11,7 +11,11 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
+
+if TYPE_CHECKING:
+    import docker
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 TIMEOUT = 5
@@ -88,16 +92,24 @@ def problem() -> str | None:
     return None
 
 
-def _docker_py_problem() -> str | None:
+def client() -> docker.DockerClient:
+    """docker-py's client of the engine, once it answers a ping."""
     import docker
+
+    found = docker.from_env(timeout=TIMEOUT)
+    try:
+        found.ping()
+    except BaseException:
+        found.close()
+        raise
+    return found
+
+
+def _docker_py_problem() -> str | None:
     import docker.errors
 
     try:
-        client = docker.from_env(timeout=TIMEOUT)
-        try:
-            client.ping()
-        finally:
-            client.close()
+        client().close()
     except docker.errors.DockerException as exc:
         return str(exc).splitlines()[0][:120]
     return None
