@@ -40,8 +40,9 @@ def check_template(template: str) -> str | None:
 
 
 def _role(spec: str, *, warn: bool = False) -> Role:
-    role = role_named(re.split(r"[.:]", spec, maxsplit=1)[0], warn=warn)
-    assert role is not None, "a placeholder _SPEC matched"
+    match = _SPEC.match(spec)
+    role = role_named(match.group(1), warn=warn) if match else None
+    assert role is not None, "checked when the setting was parsed"
     return role
 
 
