@@ -13,6 +13,7 @@ import tempfile
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import nox
@@ -391,12 +392,7 @@ TOTAL = ("coverage", "report", "--format=total")
 
 def backends_that_served() -> set[str]:
     """The backends whose servers any session's workers reported."""
-    return {
-        server["backend"]
-        for path in REPORTS.glob("servers-*.json")
-        for worker in json.loads(path.read_text())["workers"]
-        for server in worker["servers"]
-    }
+    return {s["backend"] for path in REPORTS.glob("servers-*.json") for s in servers_in(path)}
 
 
 def session_totals(session: nox.Session, data: list[str]) -> str:
@@ -434,11 +430,16 @@ def served_by(path: Path) -> str:
     """The servers that actually served a session, as its workers reported them."""
     if not path.exists():
         return ""
-    workers = json.loads(path.read_text())["workers"]
-    servers = {
-        f"{s['product']} {s['version']} ({s['backend']})" for w in workers for s in w["servers"]
-    }
-    return ", ".join(sorted(servers))
+    return ", ".join(
+        sorted({f"{s['product']} {s['version']} ({s['backend']})" for s in servers_in(path)})
+    )
+
+
+def servers_in(path: Path) -> list[dict[str, Any]]:
+    """Every server a session's report (``--servicematrix-report``) lists, worker by worker."""
+    return [
+        server for worker in json.loads(path.read_text())["workers"] for server in worker["servers"]
+    ]
 
 
 @atexit.register
