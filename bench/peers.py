@@ -134,8 +134,8 @@ def build_venvs(names: set[str], where: Path) -> dict[str, Path]:
 # Asked of the servicematrix venv: where its docker backend's tests connect.
 DOCKER_PATH = (
     "from servicematrix.config import Config; from servicematrix.provision import Worker; "
-    "w = Worker(Config(backend='docker', pg=15), 'docker', 'peerspath', roles=['postgres']); "
-    "print(w.ready()['postgres'].host); w.close()"
+    "w = Worker(Config(backend='docker', pg=15), 'docker', 'peerspath', roles=['pg']); "
+    "print(w.ready()['pg'].host); w.close()"
 )
 
 
