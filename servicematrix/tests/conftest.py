@@ -5,10 +5,14 @@ import importlib
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from servicematrix.backends.docker import DockerBackend
+from servicematrix.config import Config
 from servicematrix.info import ServerInfo
 from servicematrix.provision import Worker, new_run_id
 
@@ -46,6 +50,21 @@ def servers() -> Iterator[tuple[ServerInfo, ServerInfo]]:
     with Worker(LOCAL, "local", new_run_id(), "external-fixture") as worker:
         pg, redis_info = worker.ready().values()
         yield pg, redis_info
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """The Docker engine; without one these tests skip, except under CI where they fail."""
+    config = Config.parse({"backend": "docker", "pg": "15", "redis": "7"})
+    reason = DockerBackend.unavailable(config)
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"docker backend unavailable under CI: {reason}")
+        pytest.skip(reason)
+    import docker
+
+    with closing(docker.from_env()) as client:
+        yield client
 
 
 def run_ids_alive(run_id: str) -> list[str]:

@@ -14,33 +14,17 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from servicematrix.backends.docker import DockerBackend, images
+from servicematrix.backends.docker import images
 from servicematrix.config import Config
 
 DOCKER = ("--servicematrix-backend=docker", "--servicematrix-pg=15", "--servicematrix-redis=7")
 CLEANUP_SECONDS = 15.0
 PROJECTS = Path(__file__).parent / "projects"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    """The Docker engine; without one these tests skip, except under CI where they fail."""
-    config = Config.parse({"backend": "docker", "pg": "15", "redis": "7"})
-    reason = DockerBackend.unavailable(config)
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"docker backend unavailable under CI: {reason}")
-        pytest.skip(reason)
-    import docker
-
-    with closing(docker.from_env()) as client:
-        yield client
 
 
 def run_containers(client: Any, run_id: str) -> list[str]:

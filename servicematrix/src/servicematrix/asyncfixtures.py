@@ -44,7 +44,7 @@ def plugin(scope: str) -> types.ModuleType:
 
     @pytest_asyncio.fixture(**lasting)
     async def async_engine(
-        pg_server: ServerInfo, servicematrix_db_setup: None, servicematrix_worker: Worker
+        pg_server: ServerInfo, servicematrix_schema: None, servicematrix_worker: Worker
     ) -> AsyncIterator[AsyncEngine]:
         """An asyncpg engine on this worker's database."""
         from sqlalchemy.ext.asyncio import create_async_engine

@@ -27,6 +27,8 @@ DOCKER_ADDRESSES: tuple[DockerAddress, ...] = ("auto", "bridge", "loopback")
 DEFAULT_PG = 17
 _REDIS_VERSION = re.compile(r"^(?:(redis|valkey)-)?(\d+)$")
 _REDIS_DB = re.compile(r"^(/\d*)?$")
+_YES = ("yes", "true", "1", "on")
+_NO = ("no", "false", "0", "off")
 _URL_EXAMPLES = {
     "pg_url": "a postgresql://user:password@host:port/db URL",
     "redis_url": "a redis://:password@host:port/N URL, N a database index",
@@ -40,6 +42,8 @@ class Setting:
     stem: str
     help: str
     default: str | None = None
+    # pytest's ini type: "args" for a list (which pyproject.toml may give as a TOML list).
+    ini_type: Literal["string", "args"] = "string"
 
     @property
     def cli(self) -> str:
@@ -82,7 +86,19 @@ SETTINGS = (
     Setting(
         "env",
         "environment variables set to the worker's servers before conftests load, e.g. "
-        "DATABASE_URL={postgres:postgresql+psycopg} REDIS_URL={redis}",
+        "DATABASE_URL={pg:postgresql+psycopg} REDIS_URL={redis}",
+    ),
+    Setting(
+        "schema_from",
+        "files the schema is made from (globs under the rootdir, e.g. migrations/**/*.py "
+        "conftest.py): their hash keys a template that later workers and runs start from",
+        ini_type="args",
+    ),
+    Setting(
+        "schema_keep",
+        "keep the schema template on the external server after the run: yes or no "
+        "(local and docker always keep theirs)",
+        "no",
     ),
 )
 
@@ -121,6 +137,8 @@ class Config:
     docker_address: DockerAddress = "auto"
     report: Path | None = None
     env: tuple[tuple[str, str], ...] = ()
+    schema_from: tuple[str, ...] = ()
+    schema_keep: bool = False
 
     @property
     def pg_major(self) -> int:
@@ -155,6 +173,9 @@ class Config:
         address = raw.get("docker_address") or "auto"
         if address not in DOCKER_ADDRESSES:
             raise ConfigError(_bad("docker_address", address, "auto, bridge or loopback"))
+        keep = (raw.get("schema_keep") or "no").lower()
+        if keep not in _YES + _NO:
+            raise ConfigError(_bad("schema_keep", keep, "yes or no"))
         driver = raw.get("driver")
         if driver not in (*DRIVERS, "both", None):
             raise ConfigError(_bad("driver", driver, "both, sync or async"))
@@ -174,6 +195,8 @@ class Config:
             docker_address=address,
             report=_report(raw.get("report")),
             env=_env(raw.get("env")),
+            schema_from=tuple((raw.get("schema_from") or "").replace(",", " ").split()),
+            schema_keep=keep in _YES,
         )
 
 
@@ -232,7 +255,7 @@ def _env(value: str | None) -> tuple[tuple[str, str], ...]:
         match = _ENV_ENTRY.match(entry)
         problem = check_template(match.group(2)) if match else "not NAME=VALUE"
         if match is None or problem:
-            expected = f"NAME={{postgres}} or NAME={{redis}} entries ({problem})"
+            expected = f"NAME={{pg}} or NAME={{redis}} entries ({problem})"
             raise ConfigError(_bad("env", entry, expected))
         entries.append((match.group(1), match.group(2)))
     return tuple(entries)

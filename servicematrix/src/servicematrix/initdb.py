@@ -20,6 +20,7 @@ from servicematrix.binaries import Installation
 from servicematrix.errors import StartupError
 from servicematrix.info import new_password
 from servicematrix.processes import as_server_account, data_root, give_to_server, last_line
+from servicematrix.schema import Schema
 
 SUPERUSER = "postgres"
 # UTF8, or psycopg hands back bytes; 1 MB WAL segments make the copy per worker small.
@@ -53,13 +54,60 @@ def template_for(
     install: Installation, cache_dir: Path | None, track: Callable[[Path], None]
 ) -> Template:
     """The cached cluster for ``install``, made now if missing; ``track`` sees temp dirs."""
+    entry = _entry(install, cache_dir)
+    if not (entry / "password").exists():
+        _initdb(install, entry, track)
+    return _template(entry)
+
+
+def kept_schema(install: Installation, cache_dir: Path | None, schema: Schema) -> Template | None:
+    """The cached cluster that already holds ``schema``, or None."""
+    entry = _entry(install, cache_dir) / schema.name
+    return _template(entry) if (entry / "password").exists() else None
+
+
+def keep_schema(
+    install: Installation,
+    cache_dir: Path | None,
+    schema: Schema,
+    cluster: Template,
+    track: Callable[[Path], None],
+) -> None:
+    """Cache the stopped ``cluster`` as ``schema``'s; the project's older ones go."""
+    parent = _entry(install, cache_dir)
+    sibling = Path(tempfile.mkdtemp(prefix=".schema-", dir=parent))
+    track(sibling)
+    try:
+        _place(cluster, sibling, parent / schema.name)
+    finally:
+        shutil.rmtree(sibling, ignore_errors=True)
+    for old in parent.iterdir():
+        if schema.stale(old.name):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _entry(install: Installation, cache_dir: Path | None) -> Path:
     root = (cache_dir or default_cache_dir()) / "postgres"
     root.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(f"{_LAYOUT}:{install.binary.resolve()}:{install.version}".encode())
-    entry = root / f"{install.version}-{key.hexdigest()[:12]}"
-    if not (entry / "password").exists():
-        _initdb(install, entry, track)
+    return root / f"{install.version}-{key.hexdigest()[:12]}"
+
+
+def _template(entry: Path) -> Template:
     return Template(entry / "data", (entry / "password").read_text().strip())
+
+
+def _place(cluster: Template, sibling: Path, entry: Path) -> None:
+    """Copy ``cluster`` beside ``entry``, then rename it into place: whoever renames first
+    wins, and a reader never sees half a cluster."""
+    shutil.copytree(cluster.datadir, sibling / "data", symlinks=True)
+    (sibling / "password").write_text(cluster.password + "\n")
+    os.chmod(sibling / "password", 0o600)
+    try:
+        sibling.rename(entry)
+    except OSError:
+        if not (entry / "password").exists():
+            raise
 
 
 def _initdb(install: Installation, entry: Path, track: Callable[[Path], None]) -> None:
@@ -92,14 +140,7 @@ def _initdb(install: Installation, entry: Path, track: Callable[[Path], None]) -
             )
         if result.returncode != 0:
             raise StartupError(f"initdb of PostgreSQL {install.version} failed: {last_line(log)}")
-        shutil.copytree(staging / "data", sibling / "data", symlinks=True)
-        (sibling / "password").write_text(password + "\n")
-        os.chmod(sibling / "password", 0o600)
-        try:
-            sibling.rename(entry)
-        except OSError:
-            if not (entry / "password").exists():
-                raise
+        _place(Template(staging / "data", password), sibling, entry)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(sibling, ignore_errors=True)

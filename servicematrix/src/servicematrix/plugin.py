@@ -29,6 +29,7 @@ from servicematrix.handoff import Handoff
 from servicematrix.info import Role, ServerInfo
 from servicematrix.provision import Worker, new_run_id
 from servicematrix.report import RunState, summary_lines, write_report
+from servicematrix.schema import Schema, schema_for
 
 if TYPE_CHECKING:
     import redis
@@ -49,7 +50,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(
             s.cli, dest=s.ini, default=None, help=f"{s.help}. ini: {s.ini}, env: {s.env}"
         )
-        parser.addini(s.ini, s.help, default=None)
+        parser.addini(s.ini, s.help, type=s.ini_type, default=None)
 
 
 def _resolve(config: pytest.Config, options: Any) -> Config:
@@ -60,7 +61,7 @@ def _resolve(config: pytest.Config, options: Any) -> Config:
             warnings.simplefilter("always")
             resolved = Config.resolve(
                 cli=lambda stem: getattr(options, "servicematrix_" + stem, None),
-                ini=lambda key: config.getini(key) or None,
+                ini=lambda key: _ini_text(config.getini(key)),
                 env=os.environ,
             )
         for warning in seen:
@@ -75,6 +76,20 @@ def _resolve(config: pytest.Config, options: Any) -> Config:
             f"{PREFIX}{exc} (a warning, which filterwarnings makes an error)"
         ) from None
     return resolved
+
+
+def _ini_text(value: object) -> str | None:
+    """An ini value as text: a TOML list (pyproject.toml) is its items, space-separated."""
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value) or None
+    return str(value) if value else None
+
+
+def _schema(config: Config, pytest_config: pytest.Config) -> Schema | None:
+    try:
+        return schema_for(config.schema_from, pytest_config.rootpath)
+    except ServiceMatrixError as exc:
+        raise pytest.UsageError(PREFIX + str(exc)) from None
 
 
 def _in_worker(config: pytest.Config) -> bool:
@@ -144,7 +159,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     choice = _choose(config, roles, early_config) if roles else None
     worker = None
     if choice is not None and not _early_controller(options):
-        worker = _new_worker(config, choice, run_id, roles, _worker_id(early_config))
+        schema = _schema(config, early_config)
+        worker = _new_worker(config, choice, run_id, roles, _worker_id(early_config), schema=schema)
         servers = _ready(worker)
     else:
         servers = None  # the controller runs no test: stand-ins that refuse connections
@@ -174,6 +190,7 @@ def pytest_configure(config: pytest.Config) -> None:
         scope = asyncfixtures.loop_scope(config)
         config.pluginmanager.register(asyncfixtures.plugin(scope), "servicematrix.asyncio")
     state = RunState(resolved, run_id, choice, worker, roles=envmap.roles(resolved.env))
+    state.schema = _schema(resolved, config)
     if "servicematrix_handoff" in workerinput:
         state.handoff = Handoff(Path(workerinput["servicematrix_handoff"]))
     elif _early_controller(config.option):
@@ -223,7 +240,9 @@ def _start(state: RunState, roles: set[Role], worker_id: str) -> None:
     if state.worker is not None:
         state.worker.start(roles)
         return
-    state.worker = _new_worker(state.config, state.choice, state.run_id, roles, worker_id)
+    state.worker = _new_worker(
+        state.config, state.choice, state.run_id, roles, worker_id, schema=state.schema
+    )
     if state.handoff is not None:
         # Should the controller die, killed, the workers' reapers remove its notes.
         state.worker.track_path(state.handoff.directory)
@@ -301,12 +320,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def _new_worker(
-    config: Config, choice: Choice, run_id: str, roles: set[Role], worker_id: str
+    config: Config,
+    choice: Choice,
+    run_id: str,
+    roles: set[Role],
+    worker_id: str,
+    *,
+    schema: Schema | None,
 ) -> Worker:
     # An xdist worker's parent is the controller: servers must not outlive it either.
     watch_pid = os.getppid() if worker_id != "main" else None
     try:
-        return Worker(config, choice.name, run_id, worker_id, watch_pid, roles=roles)
+        return Worker(config, choice.name, run_id, worker_id, watch_pid, roles=roles, schema=schema)
     except ServiceMatrixError as exc:
         problem = exc
     raise _failure(problem)
@@ -359,6 +384,23 @@ def servicematrix_db_setup(pg_server: ServerInfo) -> None:
 
 
 @pytest.fixture(scope="session")
+def servicematrix_schema(request: pytest.FixtureRequest, servicematrix_worker: Worker) -> None:
+    """The schema in this worker's database: from the template kept for its files
+    (servicematrix_schema_from), or made by ``servicematrix_db_setup``."""
+
+    def setup() -> None:
+        request.getfixturevalue("servicematrix_db_setup")
+
+    try:
+        servicematrix_worker.give_schema(setup)
+    except ServiceMatrixError as exc:
+        problem = exc
+    else:
+        return
+    raise _failure(problem)
+
+
+@pytest.fixture(scope="session")
 def servicematrix_session_class() -> type[Any]:
     """The class of ``db_session`` under the sync driver; override for e.g. SQLModel's."""
     from sqlalchemy.orm import Session
@@ -382,7 +424,7 @@ def driver(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def sync_engine(
-    pg_server: ServerInfo, servicematrix_db_setup: None, servicematrix_worker: Worker
+    pg_server: ServerInfo, servicematrix_schema: None, servicematrix_worker: Worker
 ) -> Iterator[Engine]:
     """A psycopg engine on this worker's database."""
     from sqlalchemy import create_engine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,8 +13,10 @@ from servicematrix.backends import Backend, WorkerContext, backend_class
 from servicematrix.config import Config
 from servicematrix.control import ServerControl
 from servicematrix.info import ROLES, Role, ServerInfo
+from servicematrix.initdb import default_cache_dir
 from servicematrix.processes import data_root, give_to_server
 from servicematrix.reaper import Reaper
+from servicematrix.schema import ADOPTED, BUILT, REUSED, SETUP, Schema, build_lock
 
 
 class Worker:
@@ -32,6 +34,7 @@ class Worker:
         watch_pid: int | None = None,
         *,
         roles: Collection[Role] = ROLES,
+        schema: Schema | None = None,
     ) -> None:
         started = time.perf_counter()
         reaper = Reaper(watch_pid)
@@ -42,7 +45,7 @@ class Worker:
         )
         reaper.track_path(workdir)
         give_to_server(workdir)
-        ctx = WorkerContext(config, run_id, worker_id, reaper, workdir)
+        ctx = WorkerContext(config, run_id, worker_id, reaper, workdir, schema)
         self.backend: Backend = backend_class(backend)(ctx)
         self._reaper = reaper
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="servicematrix")
@@ -50,6 +53,8 @@ class Worker:
         self._started = started
         self.seconds: float | None = None
         self._control: ServerControl | None = None
+        # How the database got its schema, and how long that took (give_schema).
+        self.schema_report: dict[str, object] | None = None
         self.start(roles)
 
     def start(self, roles: Collection[Role]) -> None:
@@ -83,6 +88,35 @@ class Worker:
         if self.seconds is None:
             self.seconds = time.perf_counter() - self._started
         return servers
+
+    def give_schema(self, setup: Callable[[], object]) -> None:
+        """Give the database its schema once: from the template, or by calling ``setup``,
+        whose result becomes the template where the project names what it is made from."""
+        if self.schema_report is not None:
+            return
+        started = time.perf_counter()
+        self.pg()
+        how = self._schema_from_template(setup)
+        key = self.backend.ctx.schema.key if self.backend.ctx.schema else None
+        self.schema_report = {"how": how, "key": key, "seconds": time.perf_counter() - started}
+
+    def _schema_from_template(self, setup: Callable[[], object]) -> str:
+        schema, backend = self.backend.ctx.schema, self.backend
+        if schema is None:
+            setup()
+            return SETUP
+        if backend.schema_reused:
+            return REUSED
+        # The first worker to get here builds the template; the others wait, then use it.
+        with build_lock(schema, (backend.ctx.config.cache_dir or default_cache_dir()) / "schema"):
+            found = backend.has_schema()
+            if found and backend.adopt_schema():
+                return ADOPTED
+            if not found:
+                setup()
+                return BUILT if backend.keep_schema() else SETUP
+        setup()  # built meanwhile, but cheaper to set up than to adopt here
+        return SETUP
 
     def track_path(self, path: Path) -> None:
         """Remove ``path`` too when this worker ends, however it ends."""

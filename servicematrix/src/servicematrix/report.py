@@ -11,6 +11,7 @@ from servicematrix.config import Config
 from servicematrix.handoff import Handoff
 from servicematrix.info import Role, ServerInfo
 from servicematrix.provision import Worker
+from servicematrix.schema import Schema
 
 
 @dataclass
@@ -25,6 +26,8 @@ class RunState:
     # The servers the choice was made for.
     roles: set[Role] = field(default_factory=set)
     own: dict[str, Any] | None = None
+    # What the project's schema is made from (schema_from), if it says.
+    schema: Schema | None = None
     workers: list[dict[str, Any]] = field(default_factory=list)
 
     def header(self) -> str:
@@ -50,6 +53,7 @@ class RunState:
             "described": [s.describe() for s in servers],
             "servers": [_public(s) for s in servers],
             "seconds": self.worker.seconds,
+            "schema": self.worker.schema_report,
         }
         self.workers.append(self.own)
 
@@ -75,5 +79,14 @@ def summary_lines(state: RunState) -> list[str]:
     chosen = sorted({f"backend {w['backend']} ({w['why']})" for w in workers})
     return chosen + [
         f"{w['worker']}: {'; '.join(w['described'])}; ready in {w['seconds']:.2f} s"
+        + _schema_line(w.get("schema"))
         for w in workers
     ]
+
+
+def _schema_line(schema: dict[str, Any] | None) -> str:
+    """How the worker's database got its schema, e.g. '; schema 1f2e… reused in 0.00 s'."""
+    if not schema:
+        return ""
+    key = f" {schema['key']}" if schema["key"] else ""
+    return f"; schema{key} {schema['how']} in {schema['seconds']:.2f} s"

