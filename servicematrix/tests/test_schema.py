@@ -7,6 +7,7 @@ really ran, not what the plugin says it did.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Iterator
@@ -153,12 +154,19 @@ def test_external_keeps_its_template_on_the_server_only_when_asked(
     assert schema_databases(pg, prefix) == []
 
 
-@pytest.fixture
+@pytest.fixture(params=[False, True], ids=["cluster-in-image", "cluster-in-volume"])
 def docker_project(
-    clean: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: Any
+    clean: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: Any,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Project]:
+    """The project on docker, its image's cluster in the image or in a volume."""
     monkeypatch.setenv("SETUP_LOG", str(clean.path / "setups.log"))
-    project = Project(clean, ["--servicematrix-backend=docker", "--servicematrix-pg=15"])
+    options = ["--servicematrix-backend=docker", "--servicematrix-pg=15"]
+    if request.param:  # torn down after this fixture: the templates are its children
+        options.append(f"--servicematrix-pg-image={request.getfixturevalue('volume_image')}")
+    project = Project(clean, options)
     yield project
     for ref in schema_images(engine, project.templates):
         engine.images.remove(ref)
@@ -169,6 +177,15 @@ def schema_images(client: Any, prefix: str) -> list[str]:
 
     tags = [t for image in client.images.list(name=SCHEMA_REPOSITORY) for t in image.tags]
     return [t for t in tags if t.split(":")[-1].startswith(prefix)]
+
+
+@pytest.fixture
+def volume_image(engine: Any) -> Iterator[str]:
+    """postgres:15 with a volume where its cluster is, as the official images declare."""
+    dockerfile = io.BytesIO(b"FROM postgres:15\nVOLUME /var/lib/postgresql/data\n")
+    image, _ = engine.images.build(fileobj=dockerfile, tag="servicematrix-test-volume:15")
+    yield "servicematrix-test-volume:{version}"
+    engine.images.remove(image.id, force=True)
 
 
 def test_docker_commits_the_schema_as_an_image_and_starts_from_it(

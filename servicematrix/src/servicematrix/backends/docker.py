@@ -61,9 +61,10 @@ PORT_ATTEMPTS = 3
 # What the engine says when the host port we chose was taken meanwhile.
 _PORT_TAKEN = ("port is already allocated", "address already in use")
 # Schema templates are images committed from a worker's container, its cluster kept in
-# the container's own layer: outside the volume official images declare for PGDATA.
+# the container's own layer: moved outside a volume where the image declares one there.
 SCHEMA_REPOSITORY = "servicematrix-schema"
 SCHEMA_PGDATA = "/var/lib/servicematrix/pgdata"
+OFFICIAL_PGDATA = "/var/lib/postgresql/data"
 PASSWORD_LABEL = "io.servicematrix.password"  # noqa: S105 - a label name, no password
 # Throwaway clusters: durability only costs time here.
 _PG_ARGS = ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
@@ -156,24 +157,27 @@ class DockerBackend(Backend):
             "POSTGRES_PASSWORD": password,
             "POSTGRES_DB": "postgres",
         }
-        kept = None
+        kept, served_by = None, image
         if self.ctx.schema is not None:
-            env["PGDATA"] = SCHEMA_PGDATA
-            kept = self._kept_schema(image)
+            template = self._schema_image(image)
+            if template.pgdata:
+                env["PGDATA"] = template.pgdata
+            if template.password is not None:
+                kept, served_by = template.password, template.ref
         command = ["postgres", *_PG_ARGS]
-        container, host, port = self._run("pg", kept[0] if kept else image, PG_PORT, env, command)
+        container, host, port = self._run("pg", served_by, PG_PORT, env, command)
         pg = ServerInfo("postgresql", host, port, "postgres", password, "postgres", "", self.name)
         # A template's cluster was made with the password of the worker that built it.
-        login = dataclasses.replace(pg, password=kept[1]) if kept else pg
+        login = dataclasses.replace(pg, password=kept) if kept is not None else pg
         served = _await_answer(functools.partial(_pg_version, login), container, image)
-        if kept:
+        if kept is not None:
             _set_pg_password(login, password)
         self.schema_reused = kept is not None
         self._pg = pg
         return dataclasses.replace(pg, version=served)
 
     def has_schema(self) -> bool:
-        return self._kept_schema(images(self.ctx.config)["pg"]) is not None
+        return self._schema_image(images(self.ctx.config)["pg"]).password is not None
 
     def keep_schema(self) -> bool:
         import docker.errors
@@ -199,21 +203,31 @@ class DockerBackend(Backend):
         self._prune_schemas(tag)
         return True
 
-    def _kept_schema(self, image: str) -> tuple[str, str] | None:
-        """The image holding ``ctx.schema`` over ``image``, and its password, if it exists."""
+    def _schema_image(self, image: str) -> _SchemaImage:
+        """Where ``ctx.schema``'s template over ``image`` is (to be) kept, and how."""
         import docker.errors
 
         assert self.ctx.schema is not None
         client = engine.client()
         try:
-            base = str(client.images.get(image).id).split(":")[-1][:12]
-            self._schema_ref = f"{SCHEMA_REPOSITORY}:{self.ctx.schema.name}-{base}"
-            kept = client.images.get(self._schema_ref)
-        except docker.errors.ImageNotFound:
-            return None
+            base = client.images.get(image)
+            ref = f"{SCHEMA_REPOSITORY}:{self.ctx.schema.name}-{base.short_id[7:]}"
+            self._schema_ref = ref
+            try:
+                password = str(client.images.get(ref).labels[PASSWORD_LABEL])
+            except (docker.errors.ImageNotFound, KeyError):
+                password = None
         finally:
             client.close()
-        return self._schema_ref, str(kept.labels.get(PASSWORD_LABEL, ""))
+        config = base.attrs.get("Config") or {}
+        env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
+        pgdata = env.get("PGDATA") or OFFICIAL_PGDATA
+        # A volume (the official images declare one) is left out of a commit.
+        in_volume = any(
+            pgdata == v.rstrip("/") or pgdata.startswith(v.rstrip("/") + "/")
+            for v in config.get("Volumes") or {}
+        )
+        return _SchemaImage(ref, password, SCHEMA_PGDATA if in_volume else None)
 
     def _prune_schemas(self, current: str) -> None:
         """Remove this project's schema images made from other files or another base."""
@@ -392,6 +406,15 @@ class DockerBackend(Backend):
         for name, value in env.items():
             container.with_env(name, value)
         return container
+
+
+@dataclass(frozen=True)
+class _SchemaImage:
+    ref: str
+    # The template cluster's password where the image exists, else None.
+    password: str | None
+    # PGDATA for a container whose commit must keep the cluster; None where it would.
+    pgdata: str | None
 
 
 @dataclass(frozen=True)
