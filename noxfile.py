@@ -46,7 +46,16 @@ COVERAGE_FAIL_UNDER = "85"
 UNSERVABLE = 3
 BACKENDS = ("local", "docker", "external")
 # bench/<name>.py each write bench/results/<name>.json; bench/report.py renders them.
-BENCHMARKS = ["isolation", "provision", "scaling", "peers", "nox_setup", "matrix"]
+BENCHMARKS = [
+    "isolation",
+    "provision",
+    "scaling",
+    "schema",
+    "reset",
+    "peers",
+    "nox_setup",
+    "matrix",
+]
 BENCH_EXTRAS = ("docker", "pg16", "redis6")
 
 nox.options.sessions = [

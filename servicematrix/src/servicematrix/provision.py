@@ -108,7 +108,9 @@ class Worker:
         if backend.schema_reused:
             return REUSED
         # The first worker to get here builds the template; the others wait, then use it.
-        with build_lock(schema, (backend.ctx.config.cache_dir or default_cache_dir()) / "schema"):
+        config = backend.ctx.config
+        where = f"{backend.name}-{config.pg_major}"
+        with build_lock(schema, (config.cache_dir or default_cache_dir()) / "schema", where):
             found = backend.has_schema()
             if found and backend.adopt_schema():
                 return ADOPTED

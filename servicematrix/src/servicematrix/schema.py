@@ -73,10 +73,11 @@ def schema_for(patterns: Sequence[str], root: Path) -> Schema | None:
 
 
 @contextmanager
-def build_lock(schema: Schema, directory: Path) -> Iterator[None]:
-    """Held by the one worker on this host that builds ``schema``; the others block here."""
+def build_lock(schema: Schema, directory: Path, where: str) -> Iterator[None]:
+    """Held by the one worker on this host that builds ``schema`` for ``where`` (a backend
+    and a server version); the others block here."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / f"{schema.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(directory / f"{schema.name}-{where}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
