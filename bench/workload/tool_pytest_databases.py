@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schema
+import tables
 from pytest_databases.docker.postgres import PostgresService
 from pytest_databases.docker.redis import RedisService
 from redis import Redis
@@ -37,7 +37,7 @@ def engine(postgres_service: PostgresService) -> Iterator[Engine]:
     url = f"postgresql+psycopg://{s.user}:{s.password}@{s.host}:{s.port}/{s.database}"
     engine = create_engine(url)
     with engine.begin() as connection:
-        schema.create(connection)
+        tables.create(connection)
     yield engine
     engine.dispose()
 
@@ -51,7 +51,7 @@ def redis_connection(redis_service: RedisService) -> Iterator[Redis]:
 
 @pytest.fixture
 def db(engine: Engine) -> Iterator[Session]:
-    with schema.truncated_after(engine) as session:
+    with tables.truncated_after(engine) as session:
         yield session
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schema
+import tables
 from pytest_postgresql import factories
 from pytest_redis import factories as redis_factories
 from sqlalchemy import create_engine
@@ -22,7 +22,7 @@ def load(host: str, port: int, user: str, dbname: str, password: str | None, **_
     auth = f"{user}:{password}" if password else user
     engine = create_engine(f"postgresql+psycopg://{auth}@{host}:{port}/{dbname}")
     with engine.begin() as connection:
-        schema.create(connection)
+        tables.create(connection)
     engine.dispose()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import schema
+import tables
 from sqlalchemy import create_engine
 
 from servicematrix import ServerInfo
@@ -20,7 +20,7 @@ from servicematrix import ServerInfo
 def workload_schema(pg_server: ServerInfo) -> None:
     engine = create_engine(pg_server.url("postgresql+psycopg"))
     with engine.begin() as connection:
-        schema.create(connection)
+        tables.create(connection)
     engine.dispose()
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schema
+import tables
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 from testcontainers.postgres import PostgresContainer
@@ -29,7 +29,7 @@ def engine() -> Iterator[Engine]:
     with container as postgres:
         engine = create_engine(postgres.get_connection_url())
         with engine.begin() as connection:
-            schema.create(connection)
+            tables.create(connection)
         yield engine
         engine.dispose()
 
@@ -42,7 +42,7 @@ def redis_container() -> Iterator[RedisContainer]:
 
 @pytest.fixture
 def db(engine: Engine) -> Iterator[Session]:
-    with schema.truncated_after(engine) as session:
+    with tables.truncated_after(engine) as session:
         yield session
 
 
