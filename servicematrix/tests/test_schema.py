@@ -7,6 +7,7 @@ really ran, not what the plugin says it did.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -17,6 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from servicematrix.backends.docker import SCHEMA_REPOSITORY
 from servicematrix.info import ServerInfo
 from servicematrix.schema import schema_for
 
@@ -168,13 +170,14 @@ def docker_project(
         options.append(f"--servicematrix-pg-image={request.getfixturevalue('volume_image')}")
     project = Project(clean, options)
     yield project
+    import docker.errors
+
     for ref in schema_images(engine, project.templates):
-        engine.images.remove(ref)
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            engine.images.remove(ref)
 
 
 def schema_images(client: Any, prefix: str) -> list[str]:
-    from servicematrix.backends.docker import SCHEMA_REPOSITORY
-
     tags = [t for image in client.images.list(name=SCHEMA_REPOSITORY) for t in image.tags]
     return [t for t in tags if t.split(":")[-1].startswith(prefix)]
 
@@ -183,8 +186,12 @@ def schema_images(client: Any, prefix: str) -> list[str]:
 def volume_image(engine: Any) -> Iterator[str]:
     """postgres:15 with a volume where its cluster is, as the official images declare."""
     dockerfile = io.BytesIO(b"FROM postgres:15\nVOLUME /var/lib/postgresql/data\n")
-    image, _ = engine.images.build(fileobj=dockerfile, tag="servicematrix-test-volume:15")
+    image, _ = engine.images.build(fileobj=dockerfile, tag="servicematrix-test-volume:15", rm=True)
     yield "servicematrix-test-volume:{version}"
+    # The schema images committed over it go first, whichever fixture ends first.
+    for child in engine.images.list(name=SCHEMA_REPOSITORY):
+        if child.attrs.get("Parent") == image.id:
+            engine.images.remove(child.id, force=True)
     engine.images.remove(image.id, force=True)
 
 
