@@ -117,7 +117,8 @@ def plugin_wheel() -> Path:
 
 def plugin_spec(*extras: str) -> str:
     """The plugin's wheel with ``extras``, as a pip user names it."""
-    return f"servicematrix[{','.join(extras)}] @ {plugin_wheel().as_uri()}"
+    name = f"servicematrix[{','.join(extras)}]" if extras else "servicematrix"
+    return f"{name} @ {plugin_wheel().as_uri()}"
 
 
 def install(session: nox.Session, *groups: str, extras: tuple[str, ...] = ()) -> None:
@@ -175,22 +176,29 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def workflows(session: nox.Session) -> None:
     """The GitHub workflow, offline: actionlint, its JSON schema, zizmor; its matrix vs ours."""
-    session.install(*nox.project.dependency_groups(PYPROJECT, "workflows"))
+    # The plugin too, because the project's strict pytest config names its settings.
+    session.install(*nox.project.dependency_groups(PYPROJECT, "workflows"), plugin_spec())
     files = sorted(str(p) for p in Path(".github/workflows").glob("*.yml"))
     session.run("actionlint", *files)
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *files)
     session.run("zizmor", "--offline", *files)
-    session.run("pytest", "tests/test_workflow.py", "-p", "no:servicematrix", *session.posargs)
+    session.run("pytest", "tests/test_workflow.py", *session.posargs)
 
 
 @nox.session
 def images(session: nox.Session) -> None:
     """The stand-in images in the engine against the official images' contract."""
-    # pytest-asyncio only because the project's strict pytest config names its settings.
+    # pytest-asyncio and the plugin only because the project's strict pytest config names
+    # their settings; no test here asks the plugin for a server.
     session.install(
-        "pytest>=8.3", "pytest-asyncio>=1.0", "docker>=7", "psycopg[binary]>=3.2", "redis>=5.0"
+        "pytest>=8.3",
+        "pytest-asyncio>=1.0",
+        "docker>=7",
+        "psycopg[binary]>=3.2",
+        "redis>=5.0",
+        plugin_spec(),
     )
-    session.run("pytest", "tests/test_images.py", "-p", "no:servicematrix", *session.posargs)
+    session.run("pytest", "tests/test_images.py", *session.posargs)
 
 
 @nox.session
