@@ -218,3 +218,23 @@ def test_docker_commits_the_schema_as_an_image_and_starts_from_it(
     result.assert_outcomes(passed=5)
     assert how == {"main": "built"}
     assert len(schema_images(engine, prefix)) == 1
+
+
+@pytest.mark.parametrize("docker_project", [False], indirect=True, ids=["cluster-in-image"])
+def test_docker_keeps_a_template_per_version_until_the_files_change(
+    docker_project: Project, engine: Any
+) -> None:
+    project = docker_project
+    for version in ("15", "16"):
+        result, how = project.run("0", f"--servicematrix-pg={version}")
+        result.assert_outcomes(passed=4)
+        assert how == {"main": "built"}
+    assert len(schema_images(engine, project.templates)) == 2
+    result, how = project.run("0", "--servicematrix-pg=16")
+    assert how == {"main": "reused"}
+
+    project.change_the_schema()
+    result, how = project.run("0")
+    result.assert_outcomes(passed=5)
+    assert how == {"main": "built"}
+    assert len(schema_images(engine, project.templates)) == 1

@@ -45,9 +45,9 @@ class Schema:
         """What this project's templates share, so old ones can be pruned."""
         return f"sm_schema_{self.project}_"
 
-    def stale(self, name: str, current: str | None = None) -> bool:
-        """True for another template of this project than ``current`` (by default, ours)."""
-        return name.startswith(self.prefix) and name != (current or self.name)
+    def stale(self, name: str) -> bool:
+        """True for a template of this project made from other files."""
+        return name.startswith(self.prefix) and name != self.name
 
 
 def schema_for(patterns: Sequence[str], root: Path) -> Schema | None:

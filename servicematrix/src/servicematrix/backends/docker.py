@@ -200,7 +200,7 @@ class DockerBackend(Backend):
         finally:
             self.start_server("pg")
             _await_answer(functools.partial(_pg_version, pg), container, ref)
-        self._prune_schemas(tag)
+        self._prune_schemas()
         return True
 
     def _schema_image(self, image: str) -> _SchemaImage:
@@ -229,8 +229,9 @@ class DockerBackend(Backend):
         )
         return _SchemaImage(ref, password, SCHEMA_PGDATA if in_volume else None)
 
-    def _prune_schemas(self, current: str) -> None:
-        """Remove this project's schema images made from other files or another base."""
+    def _prune_schemas(self) -> None:
+        """Remove this project's schema images made from other files; those made from these
+        files over another image (another version) stay."""
         import docker.errors
 
         assert self.ctx.schema is not None
@@ -238,7 +239,8 @@ class DockerBackend(Backend):
         try:
             for image in client.images.list(name=SCHEMA_REPOSITORY):
                 for ref in image.tags:
-                    if self.ctx.schema.stale(ref.split(":")[-1], current):
+                    # A tag is the template's name, a dash, and the base image's id.
+                    if self.ctx.schema.stale(ref.split(":")[-1].rsplit("-", 1)[0]):
                         with suppress(docker.errors.APIError):  # in use by another run
                             client.images.remove(ref)
         finally:
@@ -400,7 +402,8 @@ class DockerBackend(Backend):
             return self._facts
 
     def _container(self, image: str, env: dict[str, str], command: list[str]) -> DockerContainer:
-        from testcontainers.core.container import DockerContainer
+        with engine.IMPORT_LOCK:
+            from testcontainers.core.container import DockerContainer
 
         container = DockerContainer(image).with_command(command)
         for name, value in env.items():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import threading
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 TIMEOUT = 5
+# A worker's servers start in threads of their own. Two threads importing urllib3 (under
+# docker-py and requests) at once can see it half imported, so one imports at a time.
+IMPORT_LOCK = threading.Lock()
 
 
 def host() -> str:
@@ -94,7 +98,8 @@ def problem() -> str | None:
 
 def client() -> docker.DockerClient:
     """docker-py's client of the engine, once it answers a ping."""
-    import docker
+    with IMPORT_LOCK:
+        import docker
 
     found = docker.from_env(timeout=TIMEOUT)
     try:
