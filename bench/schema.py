@@ -25,7 +25,7 @@ from pathlib import Path
 from common import BENCH, Result, Stat, Table, save
 
 from servicematrix.backends.docker import SCHEMA_REPOSITORY
-from servicematrix.schema import schema_for
+from servicematrix.schema import templates_of
 
 ROOT = BENCH.parent
 MODES = ("every run, no template", "first run, templates", "second run, templates")
@@ -131,9 +131,8 @@ def run(project: Path, args: list[str], cache: Path, report: Path) -> list[float
 
 def forget_templates(project: Path, cache: Path) -> None:
     """Remove the project's kept templates, local and docker, as before a first run."""
-    schema = schema_for(["*"], project)  # any file names the project
-    assert schema is not None
-    for kept in cache.glob(f"postgres/*/{schema.prefix}*"):
+    prefix = templates_of(project)
+    for kept in cache.glob(f"postgres/*/{prefix}*"):
         shutil.rmtree(kept)
     listed = subprocess.run(
         ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", SCHEMA_REPOSITORY],
@@ -141,7 +140,7 @@ def forget_templates(project: Path, cache: Path) -> None:
         text=True,
         check=False,
     ).stdout.split()
-    ours = [ref for ref in listed if ref.split(":")[-1].startswith(schema.prefix)]
+    ours = [ref for ref in listed if ref.split(":")[-1].startswith(prefix)]
     if ours:
         subprocess.run(["docker", "image", "rm", *ours], check=True, stdout=subprocess.DEVNULL)
 

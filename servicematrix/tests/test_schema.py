@@ -20,7 +20,7 @@ import pytest
 
 from servicematrix.backends.docker import SCHEMA_REPOSITORY
 from servicematrix.info import ServerInfo
-from servicematrix.schema import schema_for
+from servicematrix.schema import templates_of
 
 from .support import PG
 
@@ -42,10 +42,7 @@ class Project:
         self.pytester, self.options = pytester, options
         self.log = pytester.path / "setups.log"
         self.report = pytester.path / "servers.json"
-        # What every template of this project's is named by (any file gives the project).
-        schema = schema_for(["conftest.py"], pytester.path)
-        assert schema is not None
-        self.templates = schema.prefix
+        self.templates = templates_of(pytester.path)
         self.cache = pytester.path / "cache"
 
     def run(self, workers: str, *extra: str) -> tuple[pytest.RunResult, dict[str, str]]:

@@ -60,13 +60,15 @@ def template_for(
     return _template(entry)
 
 
-def kept_schema(install: Installation, cache_dir: Path | None, schema: Schema) -> Template | None:
+def schema_cluster(
+    install: Installation, cache_dir: Path | None, schema: Schema
+) -> Template | None:
     """The cached cluster that already holds ``schema``, or None."""
     entry = _entry(install, cache_dir) / schema.name
     return _template(entry) if (entry / "password").exists() else None
 
 
-def keep_schema(
+def keep_schema_cluster(
     install: Installation,
     cache_dir: Path | None,
     schema: Schema,

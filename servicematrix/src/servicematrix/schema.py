@@ -33,7 +33,6 @@ class Schema:
 
     project: str
     key: str
-    files: int
 
     @property
     def name(self) -> str:
@@ -68,8 +67,16 @@ def schema_for(patterns: Sequence[str], root: Path) -> Schema | None:
     for path in sorted(files):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
-    project = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
-    return Schema(project, digest.hexdigest()[:16], len(files))
+    return Schema(_project(root), digest.hexdigest()[:16])
+
+
+def templates_of(root: Path) -> str:
+    """What the name of every template of the project at ``root`` begins with."""
+    return Schema(_project(root), "").prefix
+
+
+def _project(root: Path) -> str:
+    return hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
 
 
 @contextmanager

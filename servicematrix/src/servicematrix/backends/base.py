@@ -24,6 +24,7 @@ __all__ = [
     "Role",
     "WorkerContext",
     "client_missing",
+    "set_pg_password",
 ]
 # How a test's stop() ends each server, on every backend: Redis as in a crash, PostgreSQL
 # as in an operator's restart (fast shutdown: every session is ended, the data is kept).
@@ -36,6 +37,18 @@ _CLIENTS: dict[Role, tuple[str, str]] = {
     "pg": ("psycopg", "pg"),
     "redis": ("redis", "redis"),
 }
+
+
+def set_pg_password(login: str, password: str) -> None:
+    """Give the user that ``login`` (a URL) logs in as the new ``password``: a cluster made
+    once (cached, or in a template) has its maker's password, and each worker its own."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(login, autocommit=True, connect_timeout=5) as conn:
+        user = conn.info.user
+        statement = sql.SQL("ALTER ROLE {} PASSWORD {}")
+        conn.execute(statement.format(sql.Identifier(user), sql.Literal(password)))
 
 
 def client_missing(role: Role) -> str | None:

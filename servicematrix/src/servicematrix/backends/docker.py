@@ -35,6 +35,7 @@ from servicematrix.backends.base import (
     Backend,
     Role,
     WorkerContext,
+    set_pg_password,
 )
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
@@ -171,7 +172,7 @@ class DockerBackend(Backend):
         login = dataclasses.replace(pg, password=kept) if kept is not None else pg
         served = _await_answer(functools.partial(_pg_version, login), container, image)
         if kept is not None:
-            _set_pg_password(login, password)
+            set_pg_password(login.url(), password)
         self.schema_reused = kept is not None
         self._pg = pg
         return dataclasses.replace(pg, version=served)
@@ -448,15 +449,6 @@ def _pg_version(pg: ServerInfo) -> str | None:
     except psycopg.OperationalError:
         return None
     return str(row[0]).split()[0] if row else None
-
-
-def _set_pg_password(login: ServerInfo, password: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(login.url(), autocommit=True, connect_timeout=5) as conn:
-        statement = sql.SQL("ALTER ROLE {} PASSWORD {}")
-        conn.execute(statement.format(sql.Identifier(login.user), sql.Literal(password)))
 
 
 def _await_status(wrapped: Container, status: str) -> None:

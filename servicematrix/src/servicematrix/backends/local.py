@@ -21,11 +21,18 @@ from servicematrix.backends.base import (
     Backend,
     Role,
     WorkerContext,
+    set_pg_password,
 )
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo, new_password
-from servicematrix.initdb import SUPERUSER, Template, keep_schema, kept_schema, template_for
+from servicematrix.initdb import (
+    SUPERUSER,
+    Template,
+    keep_schema_cluster,
+    schema_cluster,
+    template_for,
+)
 from servicematrix.processes import (
     children,
     free_port,
@@ -85,7 +92,7 @@ class LocalBackend(Backend):
             raise StartupError(_missing_postgres(self.ctx.config) or "PostgreSQL not found")
         install = binaries.reachable(found)
         cache_dir, schema = self.ctx.config.cache_dir, self.ctx.schema
-        kept = kept_schema(install, cache_dir, schema) if schema else None
+        kept = schema_cluster(install, cache_dir, schema) if schema else None
         template = kept or template_for(install, cache_dir, self.ctx.reaper.track_path)
         datadir = self.ctx.workdir / "postgres"
         _copy_cluster(template, datadir)
@@ -192,7 +199,7 @@ class LocalBackend(Backend):
         # A fast shutdown leaves a clean cluster to copy; the server starts again on it.
         self.stop_server("pg")
         try:
-            keep_schema(
+            keep_schema_cluster(
                 self._install,
                 self.ctx.config.cache_dir,
                 self.ctx.schema,
@@ -206,7 +213,7 @@ class LocalBackend(Backend):
     def _kept(self) -> Template | None:
         assert self._install is not None
         assert self.ctx.schema is not None
-        return kept_schema(self._install, self.ctx.config.cache_dir, self.ctx.schema)
+        return schema_cluster(self._install, self.ctx.config.cache_dir, self.ctx.schema)
 
     def control_unavailable(self) -> str | None:
         return None
@@ -296,21 +303,7 @@ def _copy_cluster(template: Template, datadir: Path) -> None:
 
 
 def _set_password(port: int, current: str, new: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=port,
-        user=SUPERUSER,
-        password=current,
-        dbname="postgres",
-        connect_timeout=5,
-        autocommit=True,
-    ) as conn:
-        conn.execute(
-            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(SUPERUSER), sql.Literal(new))
-        )
+    set_pg_password(f"postgresql://{SUPERUSER}:{current}@127.0.0.1:{port}/postgres", new)
 
 
 @dataclass
