@@ -8,6 +8,7 @@ a loop per test, each test gets an engine and a client of its own, on its own lo
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ import pytest
 import pytest_asyncio
 
 from servicematrix.info import ServerInfo
+from servicematrix.plugin import reported
 from servicematrix.provision import Worker
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ def plugin(scope: str) -> types.ModuleType:
         request: pytest.FixtureRequest,
         async_engine: AsyncEngine,
         servicematrix_async_session_class: type[Any],
+        servicematrix_worker: Worker,
     ) -> AsyncIterator[Any]:
         """An AsyncSession rolled back after the test (or committing, when marked committed)."""
         from servicematrix import isolation
@@ -70,8 +73,10 @@ def plugin(scope: str) -> types.ModuleType:
         isolate = (
             isolation.async_committed_session if committed else isolation.async_rollback_session
         )
-        async with isolate(async_engine, servicematrix_async_session_class) as session:
-            yield session
+        keep = functools.partial(servicematrix_worker.pg_copy, request.node.nodeid)
+        with reported():
+            async with isolate(async_engine, servicematrix_async_session_class, keep) as session:
+                yield session
 
     @pytest_asyncio.fixture(**lasting)
     async def _async_redis_client(
@@ -96,11 +101,18 @@ def plugin(scope: str) -> types.ModuleType:
 
     @pytest_asyncio.fixture(**per_test)
     async def async_redis(
+        request: pytest.FixtureRequest,
         _async_redis_client: redis.asyncio.Redis,
+        redis_server: ServerInfo,
+        servicematrix_worker: Worker,
     ) -> AsyncIterator[redis.asyncio.Redis]:
         """A redis.asyncio client on this worker's database, flushed after the test."""
         yield _async_redis_client
-        await _async_redis_client.flushdb()
+        try:
+            with reported():
+                servicematrix_worker.keep_redis(request.node.nodeid, redis_server)
+        finally:
+            await _async_redis_client.flushdb()
 
     module = types.ModuleType(f"servicematrix.asyncfixtures.{scope}")
     for fixture in (async_engine, async_db_session, _async_redis_client, async_redis):

@@ -100,6 +100,12 @@ SETTINGS = (
         "(local and docker always keep theirs)",
         "no",
     ),
+    Setting(
+        "keep_failed",
+        "keep each failing test's database and Redis data, with URLs to open them after the "
+        "run: yes or no (python -m servicematrix kept lists and removes them)",
+        "no",
+    ),
 )
 
 
@@ -139,6 +145,7 @@ class Config:
     env: tuple[tuple[str, str], ...] = ()
     schema_from: tuple[str, ...] = ()
     schema_keep: bool = False
+    keep_failed: bool = False
 
     @property
     def pg_major(self) -> int:
@@ -173,9 +180,6 @@ class Config:
         address = raw.get("docker_address") or "auto"
         if address not in DOCKER_ADDRESSES:
             raise ConfigError(_bad("docker_address", address, "auto, bridge or loopback"))
-        keep = (raw.get("schema_keep") or "no").lower()
-        if keep not in _YES + _NO:
-            raise ConfigError(_bad("schema_keep", keep, "yes or no"))
         driver = raw.get("driver")
         if driver not in (*DRIVERS, "both", None):
             raise ConfigError(_bad("driver", driver, "both, sync or async"))
@@ -196,13 +200,21 @@ class Config:
             report=_report(raw.get("report")),
             env=_env(raw.get("env")),
             schema_from=tuple((raw.get("schema_from") or "").replace(",", " ").split()),
-            schema_keep=keep in _YES,
+            schema_keep=_yes(raw, "schema_keep"),
+            keep_failed=_yes(raw, "keep_failed"),
         )
 
 
 def _bad(stem: str, value: str, expected: str) -> str:
     s = next(s for s in SETTINGS if s.stem == stem)
     return f"{s.cli}={value!r} is not valid: use {expected} (or set {s.ini} / {s.env})"
+
+
+def _yes(raw: Mapping[str, str | None], stem: str) -> bool:
+    value = (raw.get(stem) or "no").lower()
+    if value not in _YES + _NO:
+        raise ConfigError(_bad(stem, value, "yes or no"))
+    return value in _YES
 
 
 def _image(raw: Mapping[str, str | None], stem: str) -> str:

@@ -19,6 +19,8 @@ TITLES: dict[Role, str] = {"pg": "PostgreSQL", "redis": "Redis"}
 # The name PostgreSQL's role had before it took its settings' one; still understood.
 _OLD_PG = "postgres"
 MASK = "***"
+# Redis's default `databases`: indexes 0 to 15.
+REDIS_DATABASES = 16
 
 
 def role_named(name: str, *, warn: bool = True) -> Role | None:

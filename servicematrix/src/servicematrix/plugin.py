@@ -8,7 +8,9 @@ error. Each process that runs tests then starts those servers side by side.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import os
 import re
 import sys
@@ -260,7 +262,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     limit = worker.backend.limits.get("pg") if worker is not None else None
     if limit and report.failed and call.excinfo and _NO_EXTENSION.search(str(call.excinfo.value)):
         report.sections.append(("servicematrix", limit))
+    if worker is not None and report.when == "call" and report.failed:
+        report.sections.extend(_kept(worker, item))
     return report
+
+
+# The fixtures whose data a failing test keeps (keep_failed): they reset it afterwards.
+_SESSIONS = {"db_session", "sync_db_session", "async_db_session"}
+_REDIS_CLIENTS = {"redis_client", "sync_redis", "async_redis"}
+
+
+def _kept(worker: Worker, item: pytest.Item) -> list[tuple[str, str]]:
+    """Claim where the failed ``item``'s data is kept; the lines that tell the user."""
+    used = set(getattr(item, "fixturenames", ()))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    try:
+        kept = worker.keep(
+            item.nodeid,
+            pg=bool(used & _SESSIONS),
+            redis=bool(used & _REDIS_CLIENTS),
+            workers=workers,
+        )
+    except ServiceMatrixError as exc:
+        return [("servicematrix", PREFIX + str(exc))]
+    return [("servicematrix", "\n".join(kept.lines()))] if kept else []
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Our errors in the block as one-line failures, without the traceback."""
+    try:
+        yield
+    except ServiceMatrixError as exc:
+        problem = exc
+    else:
+        return
+    raise _failure(problem)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -443,14 +480,18 @@ def db_engine(driver: str, request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def sync_db_session(
-    request: pytest.FixtureRequest, sync_engine: Engine, servicematrix_session_class: type[Any]
+    request: pytest.FixtureRequest,
+    sync_engine: Engine,
+    servicematrix_session_class: type[Any],
+    servicematrix_worker: Worker,
 ) -> Iterator[Any]:
     """A Session rolled back after the test (or committing, under @pytest.mark.committed)."""
     from servicematrix import isolation
 
     committed = request.node.get_closest_marker("committed") is not None
     isolate = isolation.committed_session if committed else isolation.rollback_session
-    with isolate(sync_engine, servicematrix_session_class) as session:
+    keep = functools.partial(servicematrix_worker.pg_copy, request.node.nodeid)
+    with reported(), isolate(sync_engine, servicematrix_session_class, keep) as session:
         yield session
 
 
@@ -470,10 +511,19 @@ def _sync_redis_client(redis_server: ServerInfo) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def sync_redis(_sync_redis_client: redis.Redis) -> Iterator[redis.Redis]:
+def sync_redis(
+    request: pytest.FixtureRequest,
+    _sync_redis_client: redis.Redis,
+    redis_server: ServerInfo,
+    servicematrix_worker: Worker,
+) -> Iterator[redis.Redis]:
     """A redis-py client on this worker's database, flushed after the test."""
     yield _sync_redis_client
-    _sync_redis_client.flushdb()
+    try:
+        with reported():
+            servicematrix_worker.keep_redis(request.node.nodeid, redis_server)
+    finally:
+        _sync_redis_client.flushdb()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from servicematrix.config import Config
 from servicematrix.control import ServerControl
 from servicematrix.info import ROLES, Role, ServerInfo
 from servicematrix.initdb import default_cache_dir
+from servicematrix.kept import Keeper, KeptTest, PgCopy
 from servicematrix.processes import data_root, give_to_server
 from servicematrix.reaper import Reaper
 from servicematrix.schema import ADOPTED, BUILT, REUSED, SETUP, Schema, build_lock
@@ -55,6 +56,12 @@ class Worker:
         self._control: ServerControl | None = None
         # How the database got its schema, and how long that took (give_schema).
         self.schema_report: dict[str, object] | None = None
+        # Where failing tests' data is kept (keep_failed).
+        self.keeper = (
+            Keeper((config.cache_dir or default_cache_dir()) / "kept", run_id, worker_id, backend)
+            if config.keep_failed
+            else None
+        )
         self.start(roles)
 
     def start(self, roles: Collection[Role]) -> None:
@@ -99,6 +106,27 @@ class Worker:
         how = self._schema_from_template(setup)
         key = self.backend.ctx.schema.key if self.backend.ctx.schema else None
         self.schema_report = {"how": how, "key": key, "seconds": time.perf_counter() - started}
+        if self.keeper is not None:
+            pg = self.pg()
+            self.keeper.snapshot(pg, self.backend.pg_login(pg))
+
+    def keep(self, test: str, *, pg: bool, redis: bool, workers: int = 1) -> KeptTest | None:
+        """Claim where a failing ``test``'s data goes (keep_failed), before its fixtures
+        reset it; ``workers`` is how many processes of the run share an external Redis."""
+        if self.keeper is None or not (pg or redis):
+            return None
+        server = self.redis() if redis else None
+        first = int(server.database) - self.backend.ctx.worker_index if server else 0
+        return self.keeper.claim(test, pg, server, range(first, first + workers))
+
+    def pg_copy(self, test: str) -> PgCopy | None:
+        """The copy of a failed ``test``'s rows to make before the reset, if it is kept."""
+        return self.keeper.pg_copy(test) if self.keeper is not None else None
+
+    def keep_redis(self, test: str, server: ServerInfo) -> None:
+        """Copy a failed ``test``'s Redis data before the flush, if it is kept."""
+        if self.keeper is not None:
+            self.keeper.copy_redis(test, server)
 
     def _schema_from_template(self, setup: Callable[[], object]) -> str:
         schema, backend = self.backend.ctx.schema, self.backend
@@ -134,6 +162,8 @@ class Worker:
         """Stop the servers and remove their files, then the reaper exits."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         try:
+            if self.keeper is not None:
+                self.keeper.close(self.backend.release)
             self.backend.close()
         finally:
             self._reaper.close()

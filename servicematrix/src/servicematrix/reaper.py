@@ -57,17 +57,27 @@ class Reaper:
     def forget_process(self, proc: subprocess.Popen[bytes]) -> None:
         """Stop tracking ``proc``, before its pid is reaped and may be reused by another."""
         self._children.remove(proc)
-        self._send(f"forget {proc.pid}")
+        self._send(f"forget-pid {proc.pid}")
 
     def track_path(self, path: str | os.PathLike[str]) -> None:
         self._send(f"path {os.fspath(path)}")
 
+    def forget_path(self, path: str | os.PathLike[str]) -> None:
+        self._send(f"forget-path {os.fspath(path)}")
+
     def track_container(self, container_id: str) -> None:
         self._send(f"container {container_id}")
+
+    def forget_container(self, container_id: str) -> None:
+        self._send(f"forget-container {container_id}")
 
     def track_labels(self, labels: dict[str, str]) -> None:
         """Remove every container with all of ``labels`` too: those not tracked yet included."""
         self._send("labels " + ",".join(f"{k}={v}" for k, v in labels.items()))
+
+    def forget_labels(self) -> None:
+        """Remove only the containers tracked by id: those forgotten since stay."""
+        self._send("labels ")
 
     def close(self, timeout: float = 30.0) -> None:
         """Remove everything registered, and wait until it is gone."""
@@ -94,7 +104,8 @@ def _alive(pid: int) -> bool:
     return stat is None or stat.state != "Z"
 
 
-def _stop_processes(pids: dict[int, int]) -> None:
+def stop_processes(pids: dict[int, int]) -> None:
+    """Stop ``pids`` (pid: signal), and kill those still running after GRACE_SECONDS."""
     for pid, sig in pids.items():
         try:
             os.kill(pid, sig)
@@ -123,7 +134,7 @@ def _reap_children() -> None:
         pass
 
 
-def _remove_containers(ids: list[str], labels: list[str], owner_died: bool) -> None:
+def remove_containers(ids: list[str], labels: list[str], owner_died: bool) -> None:
     """Remove ``ids`` and whatever carries ``labels``; if the owner died, until none appear."""
     if not (ids or labels):
         return
@@ -183,14 +194,18 @@ def _read_orders(
             if kind == "pid":
                 pid, _, sig = value.partition(" ")
                 pids[int(pid)] = int(sig or signal.SIGTERM)
-            elif kind == "forget":
+            elif kind == "forget-pid":
                 pids.pop(int(value), None)
             elif kind == "path":
                 paths.append(value)
+            elif kind == "forget-path":
+                paths = [p for p in paths if p != value]
             elif kind == "container":
                 containers.append(value)
+            elif kind == "forget-container":
+                containers = [c for c in containers if c != value]
             elif kind == "labels":
-                labels = value.split(",")
+                labels = value.split(",") if value else []
     return pids, paths, containers, labels
 
 
@@ -206,8 +221,8 @@ def main(argv: list[str]) -> int:
     pids, paths, containers, labels = _read_orders(watch_pid, owner)
     # A clean close leaves the owner waiting for us; anything else means it died.
     owner_died = not _alive(owner)
-    _stop_processes(pids)
-    _remove_containers(containers, labels, owner_died)
+    stop_processes(pids)
+    remove_containers(containers, labels, owner_died)
     for path in reversed(paths):
         shutil.rmtree(path, ignore_errors=True)
     return 0

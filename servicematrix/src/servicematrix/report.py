@@ -54,6 +54,8 @@ class RunState:
             "servers": [_public(s) for s in servers],
             "seconds": self.worker.seconds,
             "schema": self.worker.schema_report,
+            # Names only: the URLs to open them hold passwords (python -m servicematrix kept).
+            "kept": [t.name for t in self.worker.keeper.record.tests] if self.worker.keeper else [],
         }
         self.workers.append(self.own)
 
@@ -77,6 +79,13 @@ def summary_lines(state: RunState) -> list[str]:
     """Which backend served and why, then one line per worker, sorted by worker id."""
     workers = sorted(state.workers, key=lambda w: str(w["worker"]))
     chosen = sorted({f"backend {w['backend']} ({w['why']})" for w in workers})
+    kept = sum(len(w.get("kept", ())) for w in workers)
+    if kept:
+        chosen.append(
+            f"kept the data of {kept} failed test(s): `python -m servicematrix kept` lists "
+            "them, with URLs to open them; `python -m servicematrix kept --remove all` "
+            "removes them"
+        )
     return chosen + [
         f"{w['worker']}: {'; '.join(w['described'])}; ready in {w['seconds']:.2f} s"
         + _schema_line(w.get("schema"))

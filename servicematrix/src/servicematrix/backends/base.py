@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import signal
 from abc import ABC, abstractmethod
@@ -13,6 +14,7 @@ from typing import ClassVar
 from servicematrix.config import Config
 from servicematrix.errors import ControlError
 from servicematrix.info import ROLES, TITLES, Role, ServerInfo
+from servicematrix.kept import Servers
 from servicematrix.reaper import Reaper
 from servicematrix.schema import Schema
 
@@ -127,6 +129,16 @@ class Backend(ABC):
     def keep_schema(self) -> bool:
         """Keep this worker's database, just set up, as the template; False if it cannot."""
         return False
+
+    def pg_login(self, server: ServerInfo) -> str:
+        """A URL that logs in to ``server`` outside the worker's database, to create and
+        drop others."""
+        return dataclasses.replace(server, database="postgres").url()
+
+    def release(self) -> Servers | None:
+        """Let this worker's servers outlive it (they hold a failed test's data): the
+        reaper forgets them. Returns what stops them later; None where they are not ours."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - most backends leave teardown to the reaper
         """Release what the reaper cannot (e.g. databases on a server we do not own)."""

@@ -40,6 +40,7 @@ from servicematrix.backends.base import (
 from servicematrix.config import Config
 from servicematrix.errors import ControlError, StartupError
 from servicematrix.info import ServerInfo, new_password, redis_identity
+from servicematrix.kept import Servers
 from servicematrix.processes import T, free_port, poll
 from servicematrix.pull import missing
 
@@ -267,6 +268,14 @@ class DockerBackend(Backend):
         product, version = redis_identity(server)
         return ServerInfo(product, host, port, "", password, 0, version, self.name)
 
+    def release(self) -> Servers:
+        found = [*self._containers.values(), *([self._holder[0]] if self._holder else [])]
+        ids = [str(container.id) for container in found]
+        for container_id in ids:
+            self.ctx.reaper.forget_container(container_id)
+        self.ctx.reaper.forget_labels()
+        return Servers(containers=ids)
+
     def control_unavailable(self) -> str | None:
         return None
 
@@ -358,7 +367,9 @@ class DockerBackend(Backend):
             # takes an (address, port) pair.
             container.ports[f"{port}/tcp"] = binding  # type: ignore[assignment]
         try:
-            with _without_ryuk(self._engine_facts().ryuk_missing):
+            # Ryuk would remove containers that must outlive the run for kept data.
+            off = self._engine_facts().ryuk_missing or self.ctx.config.keep_failed
+            with _without_ryuk(off):
                 container.start()
         except Exception as exc:
             _remove_unstarted(container)

@@ -14,14 +14,13 @@ from urllib.parse import unquote, urlsplit
 from servicematrix.backends.base import ROLES, Backend, Role
 from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import StartupError, UnavailableError
-from servicematrix.info import TITLES, ServerInfo, masked_url, redis_identity
+from servicematrix.info import REDIS_DATABASES, TITLES, ServerInfo, masked_url, redis_identity
+from servicematrix.kept import DROP_DATABASE, blank_name
 
 if TYPE_CHECKING:
     import psycopg
 
 CONNECT_TIMEOUT = 5
-REDIS_DATABASES = 16
-_DROP = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
 _CREATE_FROM = "CREATE DATABASE {} TEMPLATE {}"
 
 
@@ -186,7 +185,7 @@ class ExternalBackend(Backend):
         from psycopg import sql
 
         with self._admin() as c:
-            c.execute(sql.SQL(_DROP).format(sql.Identifier(self._database)))
+            c.execute(sql.SQL(DROP_DATABASE).format(sql.Identifier(self._database)))
             self._create(c)
         return True
 
@@ -250,6 +249,10 @@ class ExternalBackend(Backend):
         )
         return True
 
+    def pg_login(self, server: ServerInfo) -> str:
+        assert self._pg_admin is not None
+        return self._pg_admin
+
     def control_unavailable(self) -> str | None:
         return (
             "the external backend's servers are not ours to stop; fault tests need "
@@ -264,9 +267,11 @@ class ExternalBackend(Backend):
         from psycopg import sql
 
         kept = None if self.ctx.config.schema_keep else self._kept
+        # The copy that a failing test's kept database is made from (servicematrix.kept).
+        blank = blank_name(self._pg_database) if self.ctx.config.keep_failed else None
         try:
             with self._admin() as c:
-                for database in filter(None, (self._pg_database, kept)):
-                    c.execute(sql.SQL(_DROP).format(sql.Identifier(database)))
+                for database in filter(None, (self._pg_database, kept, blank)):
+                    c.execute(sql.SQL(DROP_DATABASE).format(sql.Identifier(database)))
         except psycopg.Error as exc:
             raise StartupError(f"could not drop database {self._pg_database}: {exc}") from exc

@@ -33,6 +33,7 @@ from servicematrix.initdb import (
     schema_cluster,
     template_for,
 )
+from servicematrix.kept import Servers
 from servicematrix.processes import (
     children,
     free_port,
@@ -214,6 +215,16 @@ class LocalBackend(Backend):
         assert self._install is not None
         assert self.ctx.schema is not None
         return schema_cluster(self._install, self.ctx.config.cache_dir, self.ctx.schema)
+
+    def release(self) -> Servers:
+        pids = {}
+        for launch in self._launches.values():
+            if launch.proc.poll() is None:
+                self.ctx.reaper.forget_process(launch.proc)
+                pids[launch.proc.pid] = launch.stop_signal
+        # The servers' data directories are in it.
+        self.ctx.reaper.forget_path(self.ctx.workdir)
+        return Servers(pids=pids, paths=[str(self.ctx.workdir)])
 
     def control_unavailable(self) -> str | None:
         return None
