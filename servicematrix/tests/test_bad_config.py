@@ -88,6 +88,18 @@ def closed_port() -> int:
             id="pg-url-port-not-a-number",
         ),
         pytest.param(
+            ["--servicematrix-warm=soon"],
+            "ERROR: servicematrix: --servicematrix-warm='soon' is not valid: use no, yes or a "
+            "number of idle minutes, e.g. 30 (or set servicematrix_warm / SERVICEMATRIX_WARM)",
+            id="warm-not-minutes",
+        ),
+        pytest.param(
+            ["--servicematrix-keep-failed=always"],
+            "ERROR: servicematrix: --servicematrix-keep-failed='always' is not valid: use yes or "
+            "no (or set servicematrix_keep_failed / SERVICEMATRIX_KEEP_FAILED)",
+            id="keep-failed-not-yes-or-no",
+        ),
+        pytest.param(
             [f"--servicematrix-pg-url=u:{SECRET}@127.0.0.1:5432/db"],
             "ERROR: servicematrix: --servicematrix-pg-url='u:***@127.0.0.1:5432/db' is not valid*",
             id="pg-url-without-scheme",

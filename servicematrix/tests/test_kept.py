@@ -107,8 +107,17 @@ def run_id(kept: list[Kept]) -> str:
 def check_kept_and_removed(project: Project) -> list[Kept]:
     """One run with keep_failed: each failing test's data behind its URLs after the run,
     listed by the command, and gone after it removes everything."""
-    result = project.run("--servicematrix-keep-failed=yes")
-    kept = printed(result)
+    try:
+        result = project.run("--servicematrix-keep-failed=yes")
+        kept = printed(result)
+        check_kept(project, result, kept)
+    finally:
+        # Whatever failed above, the servers kept for it must not outlive this test.
+        project.command("--remove", "all")
+    return kept
+
+
+def check_kept(project: Project, result: pytest.RunResult, kept: list[Kept]) -> None:
     result.stdout.fnmatch_lines(["kept the data of 4 failed test(s): *"])
     seen = {}
     for entry in kept:
@@ -140,7 +149,6 @@ def check_kept_and_removed(project: Project) -> list[Kept]:
     )
     assert all(gone(entry) for entry in kept)
     assert "nothing is kept" in project.command().stdout
-    return kept
 
 
 def test_local_keeps_failed_tests_data_until_the_command_removes_it(

@@ -5,6 +5,9 @@ Prints the backend that would serve it and exits 0, or prints the one-line reaso
 nothing can and exits 3. Like a run, it first pulls the images the docker backend lacks,
 with progress on stderr.
 
+``python -m servicematrix warm [--stop]``: the servers runs left warm (warm), or stop
+those no run is using.
+
 ``python -m servicematrix kept [--remove NAME ... | --remove all]``: the failed tests'
 data that runs kept (keep_failed), with the URLs to open it; removing the last a run
 kept on its own servers stops them.
@@ -18,8 +21,9 @@ import argparse
 import datetime
 import os
 import sys
+import time
 
-from servicematrix import kept
+from servicematrix import kept, warm
 from servicematrix.backends import select_backend
 from servicematrix.config import SETTINGS, Config
 from servicematrix.errors import ServiceMatrixError
@@ -36,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument(
         "--remove", nargs="+", metavar="NAME", help="remove these (all: every one)"
     )
-    for command in (check, listing):
+    warm = commands.add_parser("warm", help="list the warm servers, or stop them")
+    warm.add_argument("--stop", action="store_true", help="stop those no run is using")
+    for command in (check, listing, warm):
         for s in SETTINGS:
             command.add_argument(s.cli, dest=s.stem, help=s.help)
     args = parser.parse_args(argv)
@@ -46,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.command == "kept":
             return _kept(config, args.remove)
+        if args.command == "warm":
+            return _warm(config, stop=args.stop)
         print(select_backend(config, report=_progress).name)
     except ServiceMatrixError as exc:
         print(exc)
@@ -74,6 +82,19 @@ def _kept(config: Config, remove: list[str] | None) -> int:
     for record in records:
         for name in kept.remove(record, names):
             print(f"removed {name}")
+    return 0
+
+
+def _warm(config: Config, *, stop: bool) -> int:
+    directory = (config.cache_dir or default_cache_dir()) / "warm"
+    if stop:
+        for name in warm.stop_all(directory):
+            print(f"stopped {name}")
+        return 0
+    for entry in warm.entries(directory):
+        left = entry.released + entry.idle_seconds - time.time()
+        servers = "; ".join(info.describe() for info in entry.servers.values())
+        print(f"{entry.path.stem}: {servers}; stops after {max(left, 0) / 60:.1f} idle minutes")
     return 0
 
 

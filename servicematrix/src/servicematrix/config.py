@@ -101,6 +101,12 @@ SETTINGS = (
         "no",
     ),
     Setting(
+        "warm",
+        "keep the servers running after the run for the next one to reuse (local and "
+        "docker; never under CI): no, yes (stopped after 15 idle minutes) or the idle minutes",
+        "no",
+    ),
+    Setting(
         "keep_failed",
         "keep each failing test's database and Redis data, with URLs to open them after the "
         "run: yes or no (python -m servicematrix kept lists and removes them)",
@@ -146,6 +152,8 @@ class Config:
     schema_from: tuple[str, ...] = ()
     schema_keep: bool = False
     keep_failed: bool = False
+    # Minutes warm servers wait for the next run before they stop; None: not kept warm.
+    warm: float | None = None
 
     @property
     def pg_major(self) -> int:
@@ -202,6 +210,7 @@ class Config:
             schema_from=tuple((raw.get("schema_from") or "").replace(",", " ").split()),
             schema_keep=_yes(raw, "schema_keep"),
             keep_failed=_yes(raw, "keep_failed"),
+            warm=_warm(raw.get("warm")),
         )
 
 
@@ -215,6 +224,24 @@ def _yes(raw: Mapping[str, str | None], stem: str) -> bool:
     if value not in _YES + _NO:
         raise ConfigError(_bad(stem, value, "yes or no"))
     return value in _YES
+
+
+WARM_MINUTES = 15.0
+
+
+def _warm(value: str | None) -> float | None:
+    value = (value or "no").lower()
+    if value in _NO:
+        return None
+    if value in _YES:
+        return WARM_MINUTES
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise ConfigError(_bad("warm", value, "no, yes or a number of idle minutes, e.g. 30"))
+    return minutes
 
 
 def _image(raw: Mapping[str, str | None], stem: str) -> str:

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,6 +99,16 @@ class Servers:
     pids: dict[int, int] = field(default_factory=dict)
     containers: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+
+    def merged(self, other: Servers | None) -> Servers:
+        """These and ``other``'s, in one."""
+        if other is None:
+            return self
+        return Servers(
+            {**self.pids, **other.pids},
+            [*self.containers, *other.containers],
+            [*self.paths, *other.paths],
+        )
 
     def stop(self) -> None:
         stop_processes(self.pids)
@@ -222,11 +232,10 @@ class Keeper:
         except redis.RedisError as exc:
             raise KeepError(f"could not keep the Redis data of {test}: {exc}") from exc
 
-    def close(self, release: Callable[[], Servers | None]) -> None:
-        """At the worker's end: if anything was kept, let the servers outlive the run."""
-        if self.record.tests:
-            self.record.servers = release()
-            self.record.save()
+    def close(self, servers: Servers | None) -> None:
+        """At the worker's end, something kept: ``servers`` (None: not ours) outlive it."""
+        self.record.servers = servers
+        self.record.save()
 
 
 @dataclass

@@ -18,6 +18,7 @@ from servicematrix.kept import Keeper, KeptTest, PgCopy
 from servicematrix.processes import data_root, give_to_server
 from servicematrix.reaper import Reaper
 from servicematrix.schema import ADOPTED, BUILT, REUSED, SETUP, Schema, build_lock
+from servicematrix.warm import Pool, key_of, off_reason, reset_pg, reset_redis
 
 
 class Worker:
@@ -62,14 +63,42 @@ class Worker:
             if config.keep_failed
             else None
         )
+        # Servers an earlier run left warm, taken for this one; or why none are (warm).
+        self._warm: Pool | None = None
+        self.warm_note: str | None = None
+        if config.warm is not None:
+            self.warm_note = off_reason(config, backend)
+            if self.warm_note is None:
+                cache = (config.cache_dir or default_cache_dir()) / "warm"
+                name = f"{run_id}-{worker_id}"
+                self._warm = Pool(cache, key_of(config, backend), name, config.warm)
+                self.warm_note = "reused" if self._warm.take() else "started"
         self.start(roles)
 
     def start(self, roles: Collection[Role]) -> None:
         """Begin starting ``roles`` that are not started yet, without waiting for them."""
-        starters = {"pg": self.backend.start_pg, "redis": self.backend.start_redis}
         for role in ROLES:
             if role in roles and role not in self._servers:
-                self._servers[role] = self._pool.submit(starters[role])
+                self._servers[role] = self._pool.submit(self._serve, role)
+
+    def _serve(self, role: Role) -> ServerInfo:
+        starter = {"pg": self.backend.start_pg, "redis": self.backend.start_redis}[role]
+        entry = self._warm.entry if self._warm is not None else None
+        server = entry.servers.get(role) if entry is not None else None
+        if entry is None or server is None:
+            return starter()
+        schema = self.backend.ctx.schema
+        try:
+            if role == "pg":
+                kept = schema is not None and entry.schema == schema.key
+                reset_pg(server, keep_schema=kept)
+                self.backend.schema_reused = kept
+            else:
+                reset_redis(server)
+        except Exception:
+            return starter()
+        self.backend.warm.add(role)
+        return server
 
     def server(self, role: Role) -> ServerInfo:
         """``role``'s server, once it accepts connections (started now if it was not)."""
@@ -135,6 +164,9 @@ class Worker:
             return SETUP
         if backend.schema_reused:
             return REUSED
+        if "pg" in backend.warm:  # a template is made from a server this run started
+            setup()
+            return SETUP
         # The first worker to get here builds the template; the others wait, then use it.
         config = backend.ctx.config
         where = f"{backend.name}-{config.pg_major}"
@@ -162,17 +194,41 @@ class Worker:
         """Stop the servers and remove their files, then the reaper exits."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         try:
-            if self.keeper is not None:
-                self.keeper.close(self.backend.release)
+            self._hand_over()
             self.backend.close()
         finally:
             self._reaper.close()
+
+    def _hand_over(self) -> None:
+        """Servers holding a failed test's data go to its record; others, where asked,
+        stay warm for the next run. Both outlive this worker."""
+        kept = self.keeper is not None and bool(self.keeper.record.tests)
+        if not kept and self._warm is None:
+            return
+        servers = self.backend.release()
+        entry = self._warm.entry if self._warm is not None else None
+        if entry is not None:
+            servers = entry.stop.merged(servers)
+        if kept:
+            assert self.keeper is not None
+            self.keeper.close(servers)
+            if self._warm is not None:
+                self._warm.discard()
+        elif self._warm is not None and servers is not None:
+            running = {r: f.result() for r, f in self._servers.items() if _served(f)}
+            schema = self.backend.ctx.schema
+            made = self.schema_report is not None and schema is not None
+            self._warm.give_back(running, servers, schema.key if made and schema else None)
 
     def __enter__(self) -> Worker:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _served(future: Future[ServerInfo]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def new_run_id() -> str:

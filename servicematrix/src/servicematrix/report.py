@@ -48,6 +48,7 @@ class RunState:
             return
         self.own = {
             "worker": worker_id,
+            "run": self.run_id,
             "backend": self.choice.name,
             "why": self.choice.why,
             "described": [s.describe() for s in servers],
@@ -56,6 +57,8 @@ class RunState:
             "schema": self.worker.schema_report,
             # Names only: the URLs to open them hold passwords (python -m servicematrix kept).
             "kept": [t.name for t in self.worker.keeper.record.tests] if self.worker.keeper else [],
+            # Whether its servers were taken warm, started (to be left warm), or why not.
+            "warm": self.worker.warm_note,
         }
         self.workers.append(self.own)
 
@@ -89,6 +92,7 @@ def summary_lines(state: RunState) -> list[str]:
     return chosen + [
         f"{w['worker']}: {'; '.join(w['described'])}; ready in {w['seconds']:.2f} s"
         + _schema_line(w.get("schema"))
+        + (f"; warm: {w['warm']}" if w.get("warm") else "")
         for w in workers
     ]
 

@@ -92,6 +92,8 @@ class Backend(ABC):
         self.limits: dict[Role, str] = {}
         # Set by start_pg when this worker's database came from the schema template.
         self.schema_reused = False
+        # The servers taken warm from an earlier run (servicematrix.warm), not started here.
+        self.warm: set[Role] = set()
 
     @classmethod
     @abstractmethod
@@ -150,6 +152,15 @@ class Backend(ABC):
     def control_unavailable(self) -> str | None:
         """Why a test cannot stop and start this backend's servers, or None when it can."""
         return f"the {self.name} backend cannot stop or start its servers"
+
+    def warm_problem(self) -> str | None:
+        """Why servers taken warm cannot be stopped and started by a test, or None."""
+        if not self.warm:
+            return None
+        return (
+            "this run took its servers warm from an earlier one, and a test stops only "
+            "servers its own run started: run fault tests with servicematrix_warm=no"
+        )
 
     def stop_server(self, role: Role) -> None:
         """Stop ``role``: Redis dies at once (SIGKILL); PostgreSQL shuts down fast."""

@@ -277,7 +277,7 @@ class DockerBackend(Backend):
         return Servers(containers=ids)
 
     def control_unavailable(self) -> str | None:
-        return None
+        return self.warm_problem()
 
     def stop_server(self, role: Role) -> None:
         wrapped = self._wrapped(role)

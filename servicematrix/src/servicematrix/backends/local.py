@@ -227,7 +227,7 @@ class LocalBackend(Backend):
         return Servers(pids=pids, paths=[str(self.ctx.workdir)])
 
     def control_unavailable(self) -> str | None:
-        return None
+        return self.warm_problem()
 
     def stop_server(self, role: Role) -> None:
         launch = self._launch(role, running=True)
