@@ -1,12 +1,15 @@
-"""Worker setup time with and without schema templates: shop's suite and 200 migrations.
+"""Worker setup time with and without schema templates and warm servers: shop's suite
+and 200 migrations.
 
     python bench/schema.py                       # local and docker, 3 rounds
     python bench/schema.py --rounds 1 --only local
 
 Setup time is what a worker waits before its first test: both servers up, then the
-schema in its database, as each worker's report gives them. Three runs per project and
+schema in its database, as each worker's report gives them. Four runs per project and
 backend, under -n 2: as every run is without templates (``schema_from`` unset), the
-first run with templates (no template kept yet) and the second (the template kept).
+first run with templates (no template kept yet), the second (the template kept), and a
+run on the servers the run before left warm (``warm``; its database already holds the
+schema, so it is only truncated).
 The projects: shop's repository tests (3 Alembic migrations) and a generated project
 whose schema comes from 200 Alembic migrations (100 tables, each altered once more).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +32,12 @@ from servicematrix.backends.docker import SCHEMA_REPOSITORY
 from servicematrix.schema import templates_of
 
 ROOT = BENCH.parent
-MODES = ("every run, no template", "first run, templates", "second run, templates")
+MODES = (
+    "every run, no template",
+    "first run, templates",
+    "second run, templates",
+    "next run, templates + warm servers",
+)
 BACKENDS = {"local": ["--servicematrix-pg=16"], "docker": ["--servicematrix-pg=15"]}
 MIGRATIONS = 200
 ENV_PY = """\
@@ -105,7 +114,9 @@ def generated_project(directory: Path) -> Path:
     return directory
 
 
-def run(project: Path, args: list[str], cache: Path, report: Path) -> list[float]:
+def run(
+    project: Path, args: list[str], cache: Path, report: Path, env: dict[str, str] | None = None
+) -> list[float]:
     """Each worker's setup time in one pytest run."""
     subprocess.run(
         [
@@ -124,6 +135,7 @@ def run(project: Path, args: list[str], cache: Path, report: Path) -> list[float
         cwd=project,
         check=True,
         stdout=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     workers = json.loads(report.read_text())["workers"]
     return [w["seconds"] + w["schema"]["seconds"] for w in workers]
@@ -152,11 +164,21 @@ def measure(project: Path, args: list[str], backend: str, scratch: Path) -> list
     without = [*common, "-o", "servicematrix_schema_from="]
     run(project, without, cache, report)  # warm-up: the cached cluster, imports, page cache
     forget_templates(project, cache)
-    return [
+    samples = [
         run(project, without, cache, report),
         run(project, common, cache, report),
         run(project, common, cache, report),
     ]
+    # One run leaves its servers warm; the next takes them. Never under CI: run as a
+    # developer does.
+    warm = [*common, "--servicematrix-warm=yes"]
+    try:
+        run(project, warm, cache, report, env={"CI": ""})
+        samples.append(run(project, warm, cache, report, env={"CI": ""}))
+    finally:
+        stop = [sys.executable, "-m", "servicematrix", "warm", "--stop"]
+        subprocess.run([*stop, f"--servicematrix-cache-dir={cache}"], check=True)
+    return samples
 
 
 def main() -> None:
@@ -186,7 +208,8 @@ def main() -> None:
                 rows.append([name, *(f"{s.median:.2f} s ({s.min:.2f}-{s.max:.2f})" for s in stats)])
                 summary.append(
                     f"{backend}, {name}: {stats[0].median:.2f} s every run, "
-                    f"{stats[2].median:.2f} s once the template is kept"
+                    f"{stats[2].median:.2f} s once the template is kept, "
+                    f"{stats[3].median:.2f} s on warm servers"
                 )
             tables.append(
                 Table(
