@@ -22,8 +22,8 @@ from common import Result, Stat, Table, Target, save
 from sqlalchemy import Engine, create_engine, text
 
 from servicematrix.config import Config
-from servicematrix.isolation import TRUNCATE_ALL
 from servicematrix.provision import Worker, new_run_id
+from servicematrix.reset import TRUNCATE_ALL
 
 PRISTINE = "pristine"
 WORK = "work"

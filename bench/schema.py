@@ -8,8 +8,8 @@ Setup time is what a worker waits before its first test: both servers up, then t
 schema in its database, as each worker's report gives them. Four runs per project and
 backend, under -n 2: as every run is without templates (``schema_from`` unset), the
 first run with templates (no template kept yet), the second (the template kept), and a
-run on the servers the run before left warm (``warm``; its database already holds the
-schema, so it is only truncated).
+run on the servers the run before left warm (``warm``; its database is made again from
+the copy taken after its setup, with no setup).
 The projects: shop's repository tests (3 Alembic migrations) and a generated project
 whose schema comes from 200 Alembic migrations (100 tables, each altered once more).
 """

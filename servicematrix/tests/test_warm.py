@@ -163,3 +163,21 @@ def test_docker_leaves_its_containers_warm(off_ci: pytest.Pytester, engine: Any)
     finally:
         project.command("--stop")
     assert engine.containers.list(all=True, filters={"label": label}) == []
+
+
+def test_warm_servers_holding_the_schema_are_truncated_not_set_up_again(
+    off_ci: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The project's tests insert rows and expect none: a second run passes only on
+    # emptied tables; its setup writes a line per run to SETUP_LOG.
+    log = off_ci.path / "setups.log"
+    monkeypatch.setenv("SETUP_LOG", str(log))
+    project = Project(off_ci, "schema_template", [*LOCAL, "--servicematrix-warm=yes"])
+    try:
+        (first,) = project.run("-n", "0").values()
+        (second,) = project.run("-n", "0").values()
+    finally:
+        project.command("--stop")
+    assert (first["warm"], second["warm"]) == ("started", "reused")
+    assert second["schema"]["how"] == "reused"
+    assert len(log.read_text().splitlines()) == 1

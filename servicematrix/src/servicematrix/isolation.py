@@ -17,28 +17,12 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from servicematrix.reset import TRUNCATE_ALL
+
 if TYPE_CHECKING:
     # Imported where used: SQLAlchemy's asyncio module needs greenlet, which a sync-only
     # project may not have.
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-
-KEEP_TABLES = ("alembic_version",)
-# One round trip, whatever the number of tables.
-TRUNCATE_ALL = """
-DO $$
-DECLARE tables text;
-BEGIN
-  SELECT string_agg(quote_ident(schemaname) || '.' || quote_ident(tablename), ', ')
-  INTO tables
-  FROM pg_tables
-  WHERE schemaname = current_schema() AND tablename NOT IN ({keep});
-  IF tables IS NOT NULL THEN
-    EXECUTE 'TRUNCATE ' || tables || ' RESTART IDENTITY CASCADE';
-  END IF;
-END $$
-""".format(  # noqa: S608 - constant table names, no user input
-    keep=", ".join(f"'{t}'" for t in KEEP_TABLES)
-)
 
 
 class Copy(Protocol):

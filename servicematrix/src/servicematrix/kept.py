@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from servicematrix.errors import ServiceMatrixError
 from servicematrix.info import REDIS_DATABASES, ServerInfo
 from servicematrix.reaper import remove_containers, stop_processes
+from servicematrix.reset import KEEP_TABLES, TRUNCATE_ALL
 
 if TYPE_CHECKING:
     import psycopg
@@ -150,6 +151,32 @@ class Record:
         return cls(path, tests=tests, servers=servers, **body)
 
 
+def make_blank(pg: ServerInfo, login: str) -> None:
+    """Copy the worker's database, its schema just put in place, as its blank: what kept
+    databases are made from, and what a warm server's database is made again from."""
+    import psycopg
+    from psycopg import sql
+
+    assert isinstance(pg.database, str)
+    blank, source = sql.Identifier(blank_name(pg.database)), sql.Identifier(pg.database)
+    try:
+        with _connect(login, autocommit=True) as c:
+            # The setup's own connections would make the database unfit to copy.
+            c.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (pg.database,),
+            )
+            c.execute(sql.SQL(DROP_DATABASE).format(blank))
+            c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(blank, source))
+    except psycopg.Error as exc:
+        raise KeepError(
+            f"could not copy the database {pg.database} once its schema was made, which "
+            f"keep_failed and warm need: {_first_line(exc)}; set servicematrix_keep_failed=no "
+            "and servicematrix_warm=no to run without them"
+        ) from exc
+
+
 class Keeper:
     """One worker's side: claims where a failing test's data goes, then copies it there."""
 
@@ -160,28 +187,8 @@ class Keeper:
         self._pending: dict[str, KeptTest] = {}
 
     def snapshot(self, pg: ServerInfo, login: str) -> None:
-        """Copy the worker's database, its schema just put in place, as the blank that
-        kept databases are made from."""
-        import psycopg
-        from psycopg import sql
-
-        assert isinstance(pg.database, str)
-        blank, source = sql.Identifier(blank_name(pg.database)), sql.Identifier(pg.database)
-        try:
-            with _connect(login, autocommit=True) as c:
-                # The setup's own connections would make the database unfit to copy.
-                c.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (pg.database,),
-                )
-                c.execute(sql.SQL(DROP_DATABASE).format(blank))
-                c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(blank, source))
-        except psycopg.Error as exc:
-            raise KeepError(
-                f"keep_failed needs a copy of the database {pg.database}, which failed: "
-                f"{_first_line(exc)}; set servicematrix_keep_failed=no to run without it"
-            ) from exc
+        """The worker's database just got its schema: kept databases start from its copy."""
+        make_blank(pg, login)
         self._pg, self.record.login = pg, login
 
     def claim(
@@ -250,8 +257,6 @@ class PgCopy:
     def __post_init__(self) -> None:
         import psycopg
 
-        from servicematrix.isolation import KEEP_TABLES
-
         try:
             with _connect(self.source.url()) as c:
                 found = c.execute(_TABLES, (list(KEEP_TABLES),)).fetchall()
@@ -279,8 +284,6 @@ class PgCopy:
         """Make the kept database and fill it with ``rows`` (one list per statement of
         ``reads``), or with what is committed where the test's connection could not read."""
         from psycopg import sql
-
-        from servicematrix.isolation import TRUNCATE_ALL
 
         database = sql.Identifier(self.kept.name)
         blank = sql.Identifier(blank_name(str(self.source.database)))

@@ -14,7 +14,7 @@ from servicematrix.config import Config
 from servicematrix.control import ServerControl
 from servicematrix.info import ROLES, Role, ServerInfo
 from servicematrix.initdb import default_cache_dir
-from servicematrix.kept import Keeper, KeptTest, PgCopy
+from servicematrix.kept import Keeper, KeptTest, PgCopy, make_blank
 from servicematrix.processes import data_root, give_to_server
 from servicematrix.reaper import Reaper
 from servicematrix.schema import ADOPTED, BUILT, REUSED, SETUP, Schema, build_lock
@@ -95,7 +95,7 @@ class Worker:
                 self.backend.schema_reused = kept
             else:
                 reset_redis(server)
-        except Exception:
+        except Exception:  # gone meanwhile (stopped or removed by hand): start anew
             return starter()
         self.backend.warm.add(role)
         return server
@@ -135,9 +135,11 @@ class Worker:
         how = self._schema_from_template(setup)
         key = self.backend.ctx.schema.key if self.backend.ctx.schema else None
         self.schema_report = {"how": how, "key": key, "seconds": time.perf_counter() - started}
+        pg = self.pg()
         if self.keeper is not None:
-            pg = self.pg()
             self.keeper.snapshot(pg, self.backend.pg_login(pg))
+        elif self._warm is not None:
+            make_blank(pg, self.backend.pg_login(pg))  # what the next run starts from
 
     def keep(self, test: str, *, pg: bool, redis: bool, workers: int = 1) -> KeptTest | None:
         """Claim where a failing ``test``'s data goes (keep_failed), before its fixtures

@@ -4,9 +4,9 @@ On a developer's machine, a run's servers (local processes or docker containers)
 after it. The next run whose settings shape the same servers (backend, versions, images,
 address) takes them instead of starting its own, after emptying them: every database but
 ``postgres`` dropped, every schema of it dropped, unless it holds the very schema the run
-wants (its ``schema_from`` key), which is then only truncated; Redis FLUSHALLed, which
-is ours to do on a server we started. Under CI, and on the external backend, nothing is
-kept warm.
+wants (its ``schema_from`` key), which is then made again from the copy taken right after
+its setup; Redis FLUSHALLed, which is ours to do on a server we started. Under CI, and
+on the external backend, nothing is kept warm.
 
 Each set of servers has an entry under ``<cache_dir>/warm`` and a lock beside it. A run
 holds the lock for as long as it uses the servers, so two runs never share them: one
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from servicematrix.config import Config
 from servicematrix.info import Role, ServerInfo
-from servicematrix.kept import Servers
+from servicematrix.kept import DROP_DATABASE, Servers, blank_name
 
 
 def off_reason(config: Config, backend: str) -> str | None:
@@ -196,24 +196,27 @@ class Pool:
 
 
 def reset_pg(server: ServerInfo, keep_schema: bool) -> None:
-    """Empty a warm PostgreSQL: the other databases dropped; in ``postgres`` every schema
-    dropped and ``public`` made again, or, with ``keep_schema``, every table truncated."""
+    """Empty a warm PostgreSQL. With ``keep_schema``, its database is made again from the
+    copy taken once its schema was set up (seeded rows and all); otherwise every other
+    database is dropped, and in ``postgres`` every schema, and ``public`` made again."""
     import psycopg
     from psycopg import sql
 
-    from servicematrix.kept import DROP_DATABASE
-
-    with psycopg.connect(server.url(), autocommit=True, connect_timeout=5) as c:
+    database = str(server.database)
+    blank = blank_name(database)
+    keep = (database, "template0", "template1", *([blank] if keep_schema else []))
+    # From template1 where the database itself is dropped and made again.
+    login = dataclasses.replace(server, database="template1" if keep_schema else database)
+    with psycopg.connect(login.url(), autocommit=True, connect_timeout=5) as c:
         others = c.execute(
-            "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', "
-            "'template1')"
+            "SELECT datname FROM pg_database WHERE datname <> ALL(%s)", (list(keep),)
         ).fetchall()
-        for (database,) in others:
-            c.execute(sql.SQL(DROP_DATABASE).format(sql.Identifier(database)))
+        for (other,) in others:
+            c.execute(sql.SQL(DROP_DATABASE).format(sql.Identifier(other)))
         if keep_schema:
-            from servicematrix.isolation import TRUNCATE_ALL  # SQLAlchemy's: only if needed
-
-            c.execute(TRUNCATE_ALL)
+            made, copy = sql.Identifier(database), sql.Identifier(blank)
+            c.execute(sql.SQL(DROP_DATABASE).format(made))
+            c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(made, copy))
             return
         schemas = c.execute(
             "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%' "
