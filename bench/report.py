@@ -85,13 +85,23 @@ def _bars(ax: Any, plot: Plot) -> None:
     ax.set_xticklabels(categories, rotation=20, ha="right")
 
 
-def section(result: Result, out: Path) -> list[str]:
+_HOST = ("cpu", "cores", "memory", "os")
+
+
+def section(result: Result, out: Path, first: Result) -> list[str]:
     lines = [f"## {result.title}", ""]
     if result.summary:
         lines += [result.summary, ""]
+    m = result.machine
+    # A result measured on another host than the report's first says on which.
+    host = (
+        ""
+        if all(m.get(k) == first.machine.get(k) for k in _HOST)
+        else (f" on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('os', '?')}")
+    )
     lines += [
-        f"Measured {result.date} in {result.wall_seconds:.0f} s, "
-        f"commit {result.machine.get('commit', '?')}. Reproduce: `{result.command}`",
+        f"Measured {result.date}{host} in {result.wall_seconds:.0f} s, "
+        f"commit {m.get('commit', '?')}. Reproduce: `{result.command}`",
         "",
     ]
     for table in result.tables:
@@ -109,7 +119,8 @@ def machine_line(results: list[Result]) -> str:
     dates = sorted(r.date for r in results)
     when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
     return (
-        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory', '?')}, "
+        f"Machine (unless a section names another): {m.get('cpu', '?')}, "
+        f"{m.get('cores', '?')} cores, {m.get('memory', '?')}, "
         f"{m.get('os', '?')}, Python {m.get('python', '?')}. Measured {when}."
     )
 
@@ -135,7 +146,7 @@ def render(title: str, names: list[str], out: Path) -> None:
         "",
     ]
     for result in results:
-        lines += section(result, out)
+        lines += section(result, out, results[0])
     out.write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {out}")
 
