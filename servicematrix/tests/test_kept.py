@@ -95,7 +95,7 @@ def gone(kept: Kept) -> bool:
         pass
     try:
         with redis.Redis.from_url(kept.redis, socket_connect_timeout=2) as client:
-            return client.dbsize() == 0
+            return bool(client.dbsize() == 0)
     except (redis.ConnectionError, redis.TimeoutError):  # a removed container: no answer
         return True
 
