@@ -19,6 +19,7 @@ import pytest_asyncio
 from servicematrix.info import ServerInfo
 from servicematrix.plugin import reported
 from servicematrix.provision import Worker
+from servicematrix.reset import APPLICATION_NAME
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -53,7 +54,10 @@ def plugin(scope: str) -> types.ModuleType:
         from sqlalchemy.pool import NullPool
 
         pool: dict[str, Any] = {} if shared else {"poolclass": NullPool}
-        engine = create_async_engine(pg_server.url("postgresql+asyncpg"), **pool)
+        named = {"server_settings": {"application_name": APPLICATION_NAME}}
+        engine = create_async_engine(
+            pg_server.url("postgresql+asyncpg"), connect_args=named, **pool
+        )
         if shared:
             servicematrix_worker.control().follow(engine)
         yield engine
@@ -69,13 +73,14 @@ def plugin(scope: str) -> types.ModuleType:
         """An AsyncSession rolled back after the test (or committing, when marked committed)."""
         from servicematrix import isolation
 
-        committed = request.node.get_closest_marker("committed") is not None
-        isolate = (
-            isolation.async_committed_session if committed else isolation.async_rollback_session
-        )
         keep = functools.partial(servicematrix_worker.pg_copy, request.node.nodeid)
+        args = (async_engine, servicematrix_async_session_class, keep)
+        if request.node.get_closest_marker("committed") is not None:
+            isolated = isolation.async_committed_session(*args, servicematrix_worker.clone)
+        else:
+            isolated = isolation.async_rollback_session(*args)
         with reported():
-            async with isolate(async_engine, servicematrix_async_session_class, keep) as session:
+            async with isolated as session:
                 yield session
 
     @pytest_asyncio.fixture(**lasting)

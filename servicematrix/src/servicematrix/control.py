@@ -68,6 +68,11 @@ class ServerControl:
         """How often ``role`` was stopped: connections made in an earlier epoch are dead."""
         return self._epochs[self._known(role)]
 
+    def ended(self, role: Role) -> None:
+        """Every connection to ``role`` made until now was ended (its database was made
+        again): the pools that follow it replace theirs."""
+        self._epochs[self._known(role)] += 1
+
     def stop(self, role: Role) -> float:
         """Stop ``role`` (Redis: SIGKILL; PostgreSQL: fast shutdown); seconds until it refuses."""
         role, started = self._begin(role, "running")

@@ -1,4 +1,5 @@
-"""Per-test isolation: a savepoint rolled back after the test, or TRUNCATE after real commits.
+"""Per-test isolation: a savepoint rolled back after the test, or, after real commits,
+TRUNCATE (or, for schemas of many tables, a clone of an emptied copy).
 
 The test's session is bound to a connection whose outer transaction is never
 committed; ``join_transaction_mode="create_savepoint"`` turns the code's own
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from servicematrix.reset import TRUNCATE_ALL
+from servicematrix.reset import TRUNCATE_ALL, Clone
 
 if TYPE_CHECKING:
     # Imported where used: SQLAlchemy's asyncio module needs greenlet, which a sync-only
@@ -79,9 +80,13 @@ async def async_rollback_session(
 
 @contextmanager
 def committed_session(
-    engine: Engine, session_class: type[Session] = Session, keep: Keep | None = None
+    engine: Engine,
+    session_class: type[Session] = Session,
+    keep: Keep | None = None,
+    clone: Clone | None = None,
 ) -> Iterator[Session]:
-    """A session that commits for real; every table is emptied afterwards."""
+    """A session that commits for real; every table is emptied afterwards, by TRUNCATE
+    or, where ``clone`` is given and no one else holds the database, by ``clone``."""
     session = session_class(engine)
     try:
         yield session
@@ -90,13 +95,17 @@ def committed_session(
         try:
             _keep_committed(keep)
         finally:
-            with engine.begin() as connection:
-                connection.exec_driver_sql(TRUNCATE_ALL)
+            if clone is None or not clone():
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(TRUNCATE_ALL)
 
 
 @asynccontextmanager
 async def async_committed_session(
-    engine: AsyncEngine, session_class: type[AsyncSession] | None = None, keep: Keep | None = None
+    engine: AsyncEngine,
+    session_class: type[AsyncSession] | None = None,
+    keep: Keep | None = None,
+    clone: Clone | None = None,
 ) -> AsyncIterator[AsyncSession]:
     """An async session that commits for real; every table is emptied afterwards."""
     session = (session_class or _async_session())(engine)
@@ -107,8 +116,9 @@ async def async_committed_session(
         try:
             _keep_committed(keep)
         finally:
-            async with engine.begin() as connection:
-                await connection.exec_driver_sql(TRUNCATE_ALL)
+            if clone is None or not clone():
+                async with engine.begin() as connection:
+                    await connection.exec_driver_sql(TRUNCATE_ALL)
 
 
 def _keep_rows(connection: Connection, keep: Keep | None) -> None:

@@ -32,15 +32,19 @@ from typing import TYPE_CHECKING, Any
 from servicematrix.errors import ServiceMatrixError
 from servicematrix.info import REDIS_DATABASES, ServerInfo
 from servicematrix.reaper import remove_containers, stop_processes
-from servicematrix.reset import KEEP_TABLES, TRUNCATE_ALL
+from servicematrix.reset import (
+    CONNECT_TIMEOUT,
+    DROP_DATABASE,
+    END_CONNECTIONS,
+    KEEP_TABLES,
+    TRUNCATE_ALL,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
 # The key that claims a Redis database index for a kept test; its value names the test.
 MARKER = "servicematrix:kept"
-CONNECT_TIMEOUT = 10
-DROP_DATABASE = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
 # The tables the reset empties (those of the current schema): name, the columns a row can
 # be given (not generated ones), the tables it references. (%% is % under parameters.)
 _TABLES = """
@@ -162,11 +166,7 @@ def make_blank(pg: ServerInfo, login: str) -> None:
     try:
         with _connect(login, autocommit=True) as c:
             # The setup's own connections would make the database unfit to copy.
-            c.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (pg.database,),
-            )
+            c.execute(END_CONNECTIONS, (pg.database,))
             c.execute(sql.SQL(DROP_DATABASE).format(blank))
             c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(blank, source))
     except psycopg.Error as exc:

@@ -31,6 +31,7 @@ from servicematrix.handoff import Handoff
 from servicematrix.info import Role, ServerInfo
 from servicematrix.provision import Worker, new_run_id
 from servicematrix.report import RunState, summary_lines, write_report
+from servicematrix.reset import APPLICATION_NAME
 from servicematrix.schema import Schema, schema_for
 
 if TYPE_CHECKING:
@@ -466,7 +467,8 @@ def sync_engine(
     """A psycopg engine on this worker's database."""
     from sqlalchemy import create_engine
 
-    engine = create_engine(pg_server.url("postgresql+psycopg"))
+    named = {"application_name": APPLICATION_NAME}  # connections the clone reset may end
+    engine = create_engine(pg_server.url("postgresql+psycopg"), connect_args=named)
     servicematrix_worker.control().follow(engine)
     yield engine
     engine.dispose()
@@ -488,10 +490,13 @@ def sync_db_session(
     """A Session rolled back after the test (or committing, under @pytest.mark.committed)."""
     from servicematrix import isolation
 
-    committed = request.node.get_closest_marker("committed") is not None
-    isolate = isolation.committed_session if committed else isolation.rollback_session
     keep = functools.partial(servicematrix_worker.pg_copy, request.node.nodeid)
-    with reported(), isolate(sync_engine, servicematrix_session_class, keep) as session:
+    args = (sync_engine, servicematrix_session_class, keep)
+    if request.node.get_closest_marker("committed") is not None:
+        isolated = isolation.committed_session(*args, servicematrix_worker.clone)
+    else:
+        isolated = isolation.rollback_session(*args)
+    with reported(), isolated as session:
         yield session
 
 

@@ -17,6 +17,7 @@ from servicematrix.initdb import default_cache_dir
 from servicematrix.kept import Keeper, KeptTest, PgCopy, make_blank
 from servicematrix.processes import data_root, give_to_server
 from servicematrix.reaper import Reaper
+from servicematrix.reset import Clone
 from servicematrix.schema import ADOPTED, BUILT, REUSED, SETUP, Schema, build_lock
 from servicematrix.warm import Pool, key_of, off_reason, reset_pg, reset_redis
 
@@ -57,6 +58,8 @@ class Worker:
         self._control: ServerControl | None = None
         # How the database got its schema, and how long that took (give_schema).
         self.schema_report: dict[str, object] | None = None
+        # The committed reset by clone, where the schema has many tables (give_schema).
+        self.clone: Clone | None = None
         # Where failing tests' data is kept (keep_failed).
         self.keeper = (
             Keeper((config.cache_dir or default_cache_dir()) / "kept", run_id, worker_id, backend)
@@ -136,10 +139,16 @@ class Worker:
         key = self.backend.ctx.schema.key if self.backend.ctx.schema else None
         self.schema_report = {"how": how, "key": key, "seconds": time.perf_counter() - started}
         pg = self.pg()
+        login = self.backend.pg_login(pg)
         if self.keeper is not None:
-            self.keeper.snapshot(pg, self.backend.pg_login(pg))
+            self.keeper.snapshot(pg, login)
         elif self._warm is not None:
-            make_blank(pg, self.backend.pg_login(pg))  # what the next run starts from
+            make_blank(pg, login)  # what the next run starts from
+        if self.backend.name != "external":  # on servers of ours, tuned as measured
+            self.clone = Clone.wanted(pg.url(), login, pg.major, self._connections_ended)
+
+    def _connections_ended(self) -> None:
+        self.control().ended("pg")
 
     def keep(self, test: str, *, pg: bool, redis: bool, workers: int = 1) -> KeptTest | None:
         """Claim where a failing ``test``'s data goes (keep_failed), before its fixtures
@@ -195,6 +204,8 @@ class Worker:
     def close(self) -> None:
         """Stop the servers and remove their files, then the reaper exits."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.clone is not None:
+            self.clone.close()
         try:
             self._hand_over()
             self.backend.close()

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from servicematrix.config import Config
 from servicematrix.info import Role, ServerInfo
-from servicematrix.kept import DROP_DATABASE, Servers, blank_name
+from servicematrix.kept import Servers, blank_name
+from servicematrix.reset import DROP_DATABASE
 
 
 def off_reason(config: Config, backend: str) -> str | None:

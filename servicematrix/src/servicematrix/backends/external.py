@@ -15,7 +15,8 @@ from servicematrix.backends.base import ROLES, Backend, Role
 from servicematrix.config import Config, RedisVersion
 from servicematrix.errors import StartupError, UnavailableError
 from servicematrix.info import REDIS_DATABASES, TITLES, ServerInfo, masked_url, redis_identity
-from servicematrix.kept import DROP_DATABASE, blank_name
+from servicematrix.kept import blank_name
+from servicematrix.reset import DROP_DATABASE
 
 if TYPE_CHECKING:
     import psycopg
