@@ -52,3 +52,18 @@ fi
 
 wait_for_engine || die "dockerd did not answer within ${WAIT_S}s: see $LOG_FILE"
 log "engine ready (dockerd pid $(pgrep -x -o dockerd || echo '?'))"
+
+# An engine started here keeps the containers of the one before it, which stopped with
+# everything else on this machine: those that our tools made (the plugin's, testcontainers',
+# and any from a stand-in image) would hold images and names a fresh runner lacks.
+if [[ -z ${pid:-} ]]; then
+    stale=()
+    for label in io.servicematrix.run org.testcontainers servicematrix.recipe; do
+        while read -r id; do stale+=("$id"); done < <(docker ps -aq --filter "label=$label")
+    done
+    if ((${#stale[@]})); then
+        mapfile -t stale < <(printf '%s\n' "${stale[@]}" | sort -u)
+        log "removing ${#stale[@]} container(s) an earlier engine left: $(docker inspect -f '{{.Name}}' "${stale[@]}" | tr -d / | tr '\n' ' ')"
+        docker rm -f -v "${stale[@]}" >/dev/null
+    fi
+fi

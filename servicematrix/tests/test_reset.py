@@ -20,10 +20,10 @@ def test_committed_tests_on_many_tables(
     monkeypatch.setenv("HOLD", hold)
     # A subprocess: an in-process run would import asyncpg anew after an earlier one.
     result = inner.runpytest_subprocess("-p", "no:randomly", "--servicematrix-backend=local")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 def test_committed_tests_on_many_tables_in_docker(inner: pytest.Pytester, engine: Any) -> None:
     shutil.copytree(PROJECT, inner.path, dirs_exist_ok=True)
     result = inner.runpytest_subprocess("-p", "no:randomly", "--servicematrix-backend=docker")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)

@@ -101,9 +101,8 @@ class Clone:
         made, empty = sql.Identifier(self.database), sql.Identifier(empty_name(self.database))
         create = sql.SQL("CREATE DATABASE {} TEMPLATE {}" + self._strategy)
         try:
-            c = self._admin or self._first_admin()
-            row = c.execute(_OTHERS, (self.database, APPLICATION_NAME)).fetchone()
-            if row and row[0]:
+            c, others = self._others()
+            if others:
                 self.gave_way = True
                 return False
             self._ended()
@@ -122,6 +121,18 @@ class Clone:
                 f"after a committed test: {str(exc).strip().splitlines()[0]}"
             ) from exc
         return True
+
+    def _others(self) -> tuple[psycopg.Connection[Any], int]:
+        """The admin connection, and how many others are open on the database."""
+        import psycopg
+
+        if self._admin is not None:
+            try:
+                return self._admin, _count(self._admin, self.database)
+            except psycopg.OperationalError:  # the server restarted (servicematrix_servers)
+                self._admin.close()
+        admin = self._first_admin()
+        return admin, _count(admin, self.database)
 
     def _first_admin(self) -> psycopg.Connection[Any]:
         """A connection kept for the run on a database of its own: the worker's may be
@@ -151,3 +162,8 @@ class Clone:
         if self._admin is not None:
             self._admin.close()
             self._admin = None
+
+
+def _count(admin: psycopg.Connection[Any], database: str) -> int:
+    row = admin.execute(_OTHERS, (database, APPLICATION_NAME)).fetchone()
+    return int(row[0]) if row else 0

@@ -21,7 +21,7 @@ def servicematrix_db_setup(pg_server):
 def held(pg_server):
     """The application's own pool, with a connection idle in it: as a service under test
     holds one, which a reset must not end."""
-    engine = create_engine(pg_server.url("postgresql+psycopg"))
+    engine = create_engine(pg_server.url("postgresql+psycopg"), pool_pre_ping=True)
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
     yield engine

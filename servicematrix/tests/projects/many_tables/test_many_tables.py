@@ -1,5 +1,6 @@
 """Committed tests on a schema of many tables: every table empty before each, ids
-restarting, and the same engines going on after the reset, under both drivers.
+restarting, and the same engines going on after the reset, under both drivers, and
+after PostgreSQL restarted.
 
 With HOLD set, the application's own pool keeps a connection on the database; the
 reset leaves it open (TRUNCATE), and the test that checks it says so."""
@@ -37,6 +38,13 @@ async def test_committed_writes_every_table(db_session, n):
     await run(db_session.commit())
     oid = "SELECT oid FROM pg_database WHERE datname = current_database()"
     oids.append((await run(db_session.execute(text(oid)))).scalar())
+
+
+@pytest.mark.committed
+def test_committed_across_a_restart(sync_db_session, servicematrix_servers):
+    servicematrix_servers.restart("pg")
+    sync_db_session.execute(text("INSERT INTO t0 (body) VALUES ('r')"))
+    sync_db_session.commit()
 
 
 def test_after_them_every_table_is_empty(sync_db_session):
