@@ -88,13 +88,15 @@ PLUGIN = "servicematrix"
 MARGIN = 1.15
 
 
-def measure(worker: Worker, tables: int, tests: int) -> dict[str, Stat]:
-    """Each way, interleaved: the two on databases of their own, the plugin's on the
-    worker's database, on one server."""
-    base_url = worker.pg().url("postgresql+psycopg")
-    ours = create_engine(base_url, connect_args={"application_name": APPLICATION_NAME})
+def measure(worker: Worker, other: Worker, tables: int, tests: int) -> dict[str, Stat]:
+    """Each way, interleaved: the plugin's on ``worker``'s database, the others on
+    databases of their own on ``other``'s server (their admin connection would be one
+    more on the worker's, which the plugin's reset leaves alone)."""
+    url = worker.pg().url("postgresql+psycopg")
+    ours = create_engine(url, connect_args={"application_name": APPLICATION_NAME})
     worker.give_schema(lambda: make_schema(ours, tables))
     worker.control().follow(ours)
+    base_url = other.pg().url("postgresql+psycopg")
     sql = admin(base_url)
     for name in (WORK, PRISTINE):
         sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -138,8 +140,12 @@ def main() -> None:
     rows, targets, summary = [], [], []
     for tables in args.tables:
         # A worker per schema: it counts the tables once, after its schema setup.
-        with Worker(config, "local", new_run_id(), "bench", roles=["pg"]) as worker:
-            stats = measure(worker, tables, args.tests)
+        run = new_run_id()
+        with (
+            Worker(config, "local", run, "bench", roles=["pg"]) as worker,
+            Worker(config, "local", run, "ways", roles=["pg"]) as other,
+        ):
+            stats = measure(worker, other, tables, args.tests)
             print(
                 f"reset: {tables} tables: "
                 + ", ".join(f"{n} {s.median:.1f} ms" for n, s in stats.items()),

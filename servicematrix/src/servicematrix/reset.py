@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from servicematrix.errors import ServiceMatrixError
+from servicematrix.processes import poll
 
 if TYPE_CHECKING:
     import psycopg
@@ -36,9 +37,9 @@ END $$
     keep=", ".join(f"'{t}'" for t in KEEP_TABLES)
 )
 
-# After a committed test, one TRUNCATE of every table costs about 0.34 ms a table, and
-# making the database again from an emptied copy about 18 ms plus 0.1 ms a table
-# (bench/reset.py, on the plugin's servers, fsync off): they meet near 60 tables.
+# After a committed test, TRUNCATE grows by about 0.3 ms a table, and making the database
+# again from an emptied copy costs about 11 ms plus 0.1 ms a table (bench/reset.py, on
+# the plugin's servers, fsync off): they meet between 50 and 75 tables.
 CLONE_FROM_TABLES = 75
 _COUNT_TABLES = (
     "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename <> ALL(%s)"
@@ -50,8 +51,11 @@ ADMIN_DATABASE = "servicematrix"
 _EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
 _OTHERS = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-    "AND application_name IS DISTINCT FROM %s"
+    "AND application_name IS DISTINCT FROM %s AND pid <> pg_backend_pid()"
 )
+# How long ended connections may take to be gone, and how often to look (seconds): they
+# go in a millisecond or two.
+_EXIT_WAIT = (5.0, 0.0002)
 
 
 class ResetError(ServiceMatrixError):
@@ -68,8 +72,8 @@ class Clone:
     and made again from a copy of it emptied once, cheaper there than TRUNCATE.
 
     It ends the plugin's own pooled connections (``ended`` is told, so that their
-    pools replace them) but no one else's: where another connection is open on the
-    database (an application's own pool, say), TRUNCATE it is for the rest of the run.
+    pools replace them) but no one else's: while another connection is open on the
+    database (an application's own pool, say), TRUNCATE it is.
     """
 
     def __init__(self, database: str, login: str, major: int, ended: Callable[[], None]) -> None:
@@ -77,7 +81,6 @@ class Clone:
         self._strategy = " STRATEGY FILE_COPY" if major >= 15 else ""  # no WAL for the copy
         self._admin: psycopg.Connection[Any] | None = None
         self._made = False
-        self.gave_way = False
 
     @classmethod
     def wanted(cls, url: str, login: str, major: int, ended: Callable[[], None]) -> Clone | None:
@@ -96,19 +99,20 @@ class Clone:
         import psycopg
         from psycopg import sql
 
-        if self.gave_way:
-            return False
         made, empty = sql.Identifier(self.database), sql.Identifier(empty_name(self.database))
         create = sql.SQL("CREATE DATABASE {} TEMPLATE {}" + self._strategy)
         try:
             c, others = self._others()
             if others:
-                self.gave_way = True
                 return False
+            # Ended and waited for here, a millisecond or two: DROP and CREATE would
+            # each wait a tenth of a second for a backend still on its way out.
             self._ended()
+            c.execute(END_CONNECTIONS, (self.database,))
+            if not poll(lambda: _count(c, self.database, None) == 0, *_EXIT_WAIT):
+                return False
             if not self._made:  # a copy of the test's rows, emptied
                 c.execute(sql.SQL(DROP_DATABASE).format(empty))
-                c.execute(END_CONNECTIONS, (self.database,))
                 c.execute(create.format(empty, made))
                 with self._connect(empty_name(self.database)) as e:
                     e.execute(TRUNCATE_ALL)
@@ -128,11 +132,11 @@ class Clone:
 
         if self._admin is not None:
             try:
-                return self._admin, _count(self._admin, self.database)
+                return self._admin, _count(self._admin, self.database, APPLICATION_NAME)
             except psycopg.OperationalError:  # the server restarted (servicematrix_servers)
                 self._admin.close()
         admin = self._first_admin()
-        return admin, _count(admin, self.database)
+        return admin, _count(admin, self.database, APPLICATION_NAME)
 
     def _first_admin(self) -> psycopg.Connection[Any]:
         """A connection kept for the run on a database of its own: the worker's may be
@@ -164,6 +168,7 @@ class Clone:
             self._admin = None
 
 
-def _count(admin: psycopg.Connection[Any], database: str) -> int:
-    row = admin.execute(_OTHERS, (database, APPLICATION_NAME)).fetchone()
+def _count(admin: psycopg.Connection[Any], database: str, but: str | None) -> int:
+    """Connections open on ``database``, but those under the application name ``but``."""
+    row = admin.execute(_OTHERS, (database, but)).fetchone()
     return int(row[0]) if row else 0
