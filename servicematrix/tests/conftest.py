@@ -3,7 +3,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -69,7 +68,17 @@ def engine() -> Iterator[Any]:
 
 def run_ids_alive(run_id: str) -> list[str]:
     """Command lines of live processes and paths that carry ``run_id``."""
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True)
-    procs = [line for line in out.stdout.splitlines() if run_id in line and "ps -eo" not in line]
+    procs = [line for line in command_lines() if run_id in line]
     dirs = [str(p) for root in (Path("/dev/shm"), Path("/tmp")) for p in root.glob(f"*{run_id}*")]
     return procs + dirs
+
+
+def command_lines() -> list[str]:
+    """Every live process's command line, from /proc (a bare container has no ``ps``)."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                raw = (entry / "cmdline").read_bytes()
+                lines.append(raw.replace(b"\0", b" ").decode(errors="replace").strip())
+    return [line for line in lines if line]

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 from servicematrix.backends import Backend, WorkerContext, backend_class
 from servicematrix.config import Config
 from servicematrix.control import ServerControl
 from servicematrix.info import ROLES, Role, ServerInfo
 from servicematrix.initdb import default_cache_dir
-from servicematrix.kept import Keeper, KeptTest, PgCopy, make_blank
+from servicematrix.keep import Keeper, PgCopy, make_blank
+from servicematrix.kept import KeptTest
 from servicematrix.processes import data_root, give_to_server
 from servicematrix.reaper import Reaper
 from servicematrix.reset import Clone
@@ -58,8 +61,8 @@ class Worker:
         self._control: ServerControl | None = None
         # How the database got its schema, and how long that took (give_schema).
         self.schema_report: dict[str, object] | None = None
-        # The committed reset by clone, where the schema has many tables (give_schema).
-        self.clone: Clone | None = None
+        # The committed reset by clone (False: not wanted here), once asked for.
+        self._clone: Clone | Literal[False] | None = None
         # Where failing tests' data is kept (keep_failed).
         self.keeper = (
             Keeper((config.cache_dir or default_cache_dir()) / "kept", run_id, worker_id, backend)
@@ -139,16 +142,23 @@ class Worker:
         key = self.backend.ctx.schema.key if self.backend.ctx.schema else None
         self.schema_report = {"how": how, "key": key, "seconds": time.perf_counter() - started}
         pg = self.pg()
-        login = self.backend.pg_login(pg)
         if self.keeper is not None:
-            self.keeper.snapshot(pg, login)
+            self.keeper.snapshot(pg, self.backend.pg_login(pg))
         elif self._warm is not None:
-            make_blank(pg, login)  # what the next run starts from
-        if self.backend.name != "external":  # on servers of ours, tuned as measured
-            self.clone = Clone.wanted(pg.url(), login, pg.major, self._connections_ended)
+            make_blank(pg, self.backend.pg_login(pg))  # what the next run starts from
 
-    def _connections_ended(self) -> None:
-        self.control().ended("pg")
+    @property
+    def clone(self) -> Clone | None:
+        """The committed reset by clone, where the schema given has many tables; asked
+        for by the first committed test."""
+        # Not on servers of others, tuned otherwise than measured.
+        if self._clone is None and self.schema_report is not None:
+            self._clone = False
+            if self.backend.name != "external":
+                pg, ended = self.pg(), functools.partial(self.control().ended, "pg")
+                login = self.backend.pg_login(pg)
+                self._clone = Clone.wanted(pg.url(), login, pg.major, ended) or False
+        return self._clone or None
 
     def keep(self, test: str, *, pg: bool, redis: bool, workers: int = 1) -> KeptTest | None:
         """Claim where a failing ``test``'s data goes (keep_failed), before its fixtures
@@ -204,8 +214,8 @@ class Worker:
     def close(self) -> None:
         """Stop the servers and remove their files, then the reaper exits."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-        if self.clone is not None:
-            self.clone.close()
+        if self._clone:
+            self._clone.close()
         try:
             self._hand_over()
             self.backend.close()

@@ -51,7 +51,8 @@ ADMIN_DATABASE = "servicematrix"
 _EXISTS = "SELECT 1 FROM pg_database WHERE datname = %s"
 _OTHERS = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-    "AND application_name IS DISTINCT FROM %s AND pid <> pg_backend_pid()"
+    "AND backend_type = 'client backend' AND application_name IS DISTINCT FROM %s "
+    "AND pid <> pg_backend_pid()"
 )
 # How long ended connections may take to be gone, and how often to look (seconds): they
 # go in a millisecond or two.
@@ -169,6 +170,7 @@ class Clone:
 
 
 def _count(admin: psycopg.Connection[Any], database: str, but: str | None) -> int:
-    """Connections open on ``database``, but those under the application name ``but``."""
+    """Clients connected to ``database``, but those under the application name ``but``
+    (every one where ``but`` is None)."""
     row = admin.execute(_OTHERS, (database, but)).fetchone()
     return int(row[0]) if row else 0
