@@ -224,7 +224,8 @@ def _prune(root: Path) -> None:
     """Remove the copies whose source is gone: each virtualenv location makes one (a
     throwaway venv or a clone in ``mktemp -d``, one a run), and they would pile up."""
     for entry in root.iterdir():
-        with contextlib.suppress(OSError):  # another run prunes it too
+        # No record: a copy by an earlier version, left alone; or another run pruned it.
+        with contextlib.suppress(OSError):
             if not entry.name.startswith(".") and not Path((entry / SOURCE).read_text()).exists():
                 shutil.rmtree(entry)
 
