@@ -35,7 +35,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from common import Plot, Result, Stat, Table, Target, save
+from harness import Plot, Result, Stat, Table, Target, save
 from sqlalchemy import Connection, create_engine, func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-from common import BENCH, Plot, Result, Table, Target, save
+from harness import BENCH, Plot, Result, Table, Target, save
 
 REPO = BENCH.parent
 ENVDIR = REPO / ".nox"

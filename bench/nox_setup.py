@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BENCH, STAT_COLUMNS, Plot, Result, Stat, Table, save
+from harness import BENCH, STAT_COLUMNS, Plot, Result, Stat, Table, save
 
 REPO = BENCH.parent
 BACKENDS = ("uv", "virtualenv")

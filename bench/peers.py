@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import BENCH, Result, Stat, Table, Target, save
-from runner import Run, run_pytest
+from harness import BENCH, Result, Stat, Table, Target, save
+from harness import Run, run_pytest
 
 WORKLOAD = BENCH / "workload"
 ROOT = BENCH.parent

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from common import STAT_COLUMNS, Plot, Result, Stat, Table, Target, ratio, save
+from harness import STAT_COLUMNS, Plot, Result, Stat, Table, Target, ratio, save
 
 from servicematrix.backends import backend_class
 from servicematrix.config import Config

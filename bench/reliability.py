@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
-from common import Result, Table, Target, save
+from harness import Result, Table, Target, save
 
 
 @dataclass

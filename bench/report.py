@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common import BENCH, RESULTS, Plot, Result, Table, Target, load
+from harness import BENCH, RESULTS, Plot, Result, Table, Target, load
 
 PLOTS = BENCH / "plots"
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common import Result, Stat, Table, Target, save
+from harness import Result, Stat, Table, Target, save
 from sqlalchemy import Engine, create_engine, text
 
 from servicematrix.config import Config

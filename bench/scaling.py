@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import BENCH, Plot, Result, Stat, Table, Target, save
-from runner import WORKLOAD, Run, run_pytest
+from harness import BENCH, Plot, Result, Stat, Table, Target, save
+from harness import WORKLOAD, Run, run_pytest
 
 ROOT = BENCH.parent
 PAIR = {"SERVICEMATRIX_BACKEND": "local", "SERVICEMATRIX_PG": "15", "SERVICEMATRIX_REDIS": "7"}

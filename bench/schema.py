@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BENCH, Result, Stat, Table, save
+from harness import BENCH, Result, Stat, Table, save
 
 from servicematrix.backends.docker import SCHEMA_REPOSITORY
 from servicematrix.schema import templates_of
