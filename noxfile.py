@@ -251,14 +251,12 @@ SHOW_VERSIONS = (
 
 def run_scripts(session: nox.Session, names: list[str], title: str, out: str) -> None:
     """Run bench/<name>.py for the names in posargs (default: all), then render ``out``."""
-    # Posargs that start with "-" (e.g. --quick) go to every script.
-    chosen = [a for a in session.posargs if not a.startswith("-")] or names
-    flags = [a for a in session.posargs if a.startswith("-")]
+    chosen = session.posargs or names
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         session.error(f"unknown script {', '.join(unknown)}: choose from {', '.join(names)}")
     for name in chosen:
-        session.run("python", f"bench/{name}.py", *flags)
+        session.run("python", f"bench/{name}.py")
     session.run("python", "bench/report.py", "--title", title, "--out", out, *names)
 
 

@@ -34,6 +34,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from servicematrix.processes import poll, proc_stat
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
@@ -135,9 +137,8 @@ def machine() -> dict[str, str]:
     info = (PROC / "cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in info if "model name" in line), "")
     kib = int((PROC / "meminfo").read_text().split()[1])
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH
-    )
+    git = ["git", "rev-parse", "--short", "HEAD"]
+    commit = subprocess.run(git, capture_output=True, text=True, cwd=BENCH, check=False)
     return {
         "os": platform.platform(),
         "cpu": cpu or platform.processor(),
@@ -185,15 +186,6 @@ class Run:
     load: float
 
 
-def name_and_parent(pid: int | str) -> tuple[str, int] | None:
-    """A process's name and parent pid from /proc/PID/stat; None once it is gone."""
-    try:
-        head, _, tail = (PROC / str(pid) / "stat").read_text().rpartition(")")
-    except OSError:
-        return None
-    return head.partition("(")[2], int(tail.split()[1])
-
-
 def pss_kib(pid: int) -> int:
     try:
         lines = (PROC / str(pid) / "smaps_rollup").read_text().splitlines()
@@ -218,14 +210,14 @@ class PssSampler:
 
     @staticmethod
     def _kind(pid: int) -> str | None:
-        own = name_and_parent(pid)
+        own = proc_stat(pid)
         if own is None:
             return None
-        if own[0].startswith(RUNTIME):
+        if own.name.startswith(RUNTIME):
             return "runtime"
-        parent = name_and_parent(own[1])
-        in_container = parent is not None and parent[0].startswith("containerd-shim")
-        return "server" if own[0] in SERVERS or in_container else None
+        parent = proc_stat(own.ppid)
+        in_container = parent is not None and parent.name.startswith("containerd-shim")
+        return "server" if own.name in SERVERS or in_container else None
 
     def _loop(self) -> None:
         while not self._stop.wait(0.1):
@@ -262,7 +254,7 @@ def run_pytest(
     path = os.pathsep.join(filter(None, [str(WORKLOAD), env.get("PYTHONPATH")]))
     full = {**os.environ, **env, "BENCH_TIMING_DIR": str(timing), "PYTHONPATH": path}
     # pytest's own temporary folders go inside ours, removed with it.
-    command = [str(python), "-m", "pytest", "-q", "-p", "timing", f"--basetemp={timing}/tmp"]
+    command = [str(python), "-m", "pytest", "-q", "-p", "timing", f"--basetemp={timing / 't'}"]
     command += args
     if as_nobody:
         command = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *command]
@@ -272,16 +264,14 @@ def run_pytest(
     try:
         with PssSampler() as sampler:
             started = time.time()
-            done = subprocess.run(command, cwd=cwd, env=full, capture_output=True, text=True)
+            done = subprocess.run(command, cwd=cwd, env=full, capture_output=True, check=False)
             wall = time.time() - started
         if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-15:])
+            tail = "\n".join((done.stdout + done.stderr).decode().splitlines()[-15:])
             raise SystemExit(f"bench: pytest {what} failed (exit {done.returncode}):\n{tail}")
         # Some tools remove their containers as they exit, not before: give them 10 s.
-        deadline = time.monotonic() + 10
-        while (left := containers() - before) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if left:
+        poll(lambda: not containers() - before, 10, 0.2)
+        if left := containers() - before:
             raise SystemExit(f"bench: pytest {what} left containers behind: {sorted(left)}")
         seen = [json.loads(p.read_text()) for p in timing.glob("*.json")]
     finally:

@@ -1,523 +1,281 @@
 """Per-test isolation overhead of PostgreSQL and Redis together, five ways, under both drivers.
 
-    python bench/isolation.py                    # local PostgreSQL 15 + Redis 7
-    python bench/isolation.py --quick            # a handful of tests of each, to try it
-    python bench/isolation.py --backend docker --pg 16 --redis 8 --tests 500
-
-One test body (a user, an item and an order through shop's repositories, committed and
-read back, then a value set and got through shop's cache) runs under each strategy, timed
-from its setup to its teardown, FLUSHDB included. A strategy's overhead is that total
-minus the median time of the same body alone: a plain session that commits for real and
-is never cleaned up. Every database is migrated with ``shop.db.migrate``, as the suite
-does; drop_all/create_all rebuilds the same tables from shop's metadata. Each strategy
-has its own database and Redis database, so what one cleanup leaves behind (TRUNCATE's
-new relation files, say) is paid by that strategy's own next test. Strategies run in
-shuffled, interleaved rounds after a warm-up, so drift hits them all alike. The async
-driver's tests run on one event loop, each timed inside its coroutine.
+Overhead: a test's time from setup to teardown and FLUSHDB, minus the median of the same body
+alone (committed, never cleaned up). Each strategy has its own database and Redis database; all
+run in shuffled interleaved rounds after a warm-up, each test timed inside its coroutine.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import itertools
 import os
 import random
-import shlex
 import statistics
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, replace
 from decimal import Decimal
+from inspect import isawaitable
 from typing import Any
 
-import redis
 import redis.asyncio
-from harness import Plot, Result, Stat, Table, Target, save
+from harness import Plot, Result, Stat, Table, Target, parser, save
 from sqlalchemy import Connection, create_engine, func, inspect, select, text
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
-from servicematrix import isolation
-from servicematrix.backends import select_backend
-from servicematrix.config import Config
-from servicematrix.errors import ServiceMatrixError
-from servicematrix.info import ServerInfo
-from servicematrix.provision import Worker, new_run_id
+from servicematrix import ServerInfo, ServiceMatrixError, backends, config, isolation, provision
 from shop import repositories as repos
 from shop.cache import AsyncCacheService, CacheService
 from shop.db import migrate
 from shop.models import Base
 
-BASELINE = "work alone"
-OURS = "savepoint rollback"
+BASELINE, OURS = "work alone", "savepoint rollback"
 STRATEGIES = (OURS, "TRUNCATE", "DELETE", "drop_all/create_all", "template database")
-SLOW = ("drop_all/create_all", "template database")
-LANES = (BASELINE, *STRATEGIES)
-DRIVERS = ("sync", "async")
-SCHEMES = {"sync": "postgresql+psycopg", "async": "postgresql+asyncpg"}
-LABELS = {"sync": "psycopg 3 + redis-py", "async": "asyncpg + redis.asyncio"}
-TARGET_MS = 1.0
-TARGET_RATIO = 10.0
-# Unique data for every test body and every cloned database, whatever the strategy.
-SERIAL = itertools.count(1)
+SLOW, LANES = STRATEGIES[3:], (BASELINE, *STRATEGIES)
+TARGET_MS, TARGET_RATIO = 1.0, 10.0
+SERIAL = itertools.count(1)  # unique data for every test body and every cloned database
 CLONES_LEFT = text("SELECT count(*) FROM pg_database WHERE left(datname, 2) = 't_'")
+# Every pair is (sync, async); a driver is its index in them.
+Pair = tuple[Callable[..., Any], Callable[..., Any]]
+DRIVERS, SCHEMES = ("sync", "async"), ("postgresql+psycopg", "postgresql+asyncpg")
+LABELS = ("psycopg 3 + redis-py", "asyncpg + redis.asyncio")
+ENGINES: Pair = (create_engine, create_async_engine)
+CLIENTS: Pair = (redis.Redis.from_url, redis.asyncio.Redis.from_url)
+SESSIONS, CACHES = (Session, AsyncSession), (CacheService, AsyncCacheService)
+USERS: Pair = (repos.UserRepository, repos.AsyncUserRepository)
+ITEMS: Pair = (repos.ItemRepository, repos.AsyncItemRepository)
+ORDERS: Pair = (repos.OrderRepository, repos.AsyncOrderRepository)
+ROLLBACK: Pair = (isolation.rollback_session, isolation.async_rollback_session)
+COMMITTED: Pair = (isolation.committed_session, isolation.async_committed_session)
+PLUGIN = {OURS: ROLLBACK, "TRUNCATE": COMMITTED}
+SPANS = {"total": (0, 4), "setup": (0, 1), "teardown": (2, 3), "flush": (3, 4)}
+NOTES = [
+    "Test body: a user, item and order through shop's repositories, committed and read back, "
+    "and a value set and got through shop's cache; unique data each time.",
+    "Every database is migrated with shop.db.migrate; drop_all/create_all uses shop.models.",
+    "Each strategy ends with FLUSHDB of its own Redis database; the work alone does not.",
+    "Overhead includes a strategy's effect on the work (commit() releasing a savepoint, a new "
+    "engine's first connection); setup+teardown excludes it.",
+    "Medians at or below 0 ms are left out of the log-scale plot.",
+]
 
 
 def check(condition: bool, what: str) -> None:
-    """Stop the benchmark when a strategy did not do its job: its figures would mean nothing."""
-    if not condition:
+    if not condition:  # a strategy did not do its job: its figures would mean nothing
         raise RuntimeError(f"isolation benchmark: {what}")
 
 
 @dataclass
-class Samples:
-    """Milliseconds per test: in all, and the strategy's parts around the work."""
-
-    total: list[float] = field(default_factory=list)
-    setup: list[float] = field(default_factory=list)
-    teardown: list[float] = field(default_factory=list)
-    flush: list[float] = field(default_factory=list)
-
-    def add(self, start: float, entered: float, worked: float, left: float, end: float) -> None:
-        for samples, seconds in (
-            (self.total, end - start),
-            (self.setup, entered - start),
-            (self.teardown, left - worked),
-            (self.flush, end - left),
-        ):
-            samples.append(seconds * 1000)
-
-    @property
-    def around(self) -> list[float]:
-        """Setup plus teardown plus FLUSHDB of each test: the strategy timed directly."""
-        return [sum(parts) for parts in zip(self.setup, self.teardown, self.flush, strict=True)]
-
-
-@dataclass
 class Lane:
-    """Where one strategy runs: its database, an engine, and its own Redis database.
-
-    The template strategy's engine is an AUTOCOMMIT one on the server's own database.
-    """
-
     name: str
+    driver: int
     pg: ServerInfo
-    engine: Any
+    engine: Any  # the template strategy's: AUTOCOMMIT, on the server's own database
     redis_url: str
     redis: Any
-    samples: Samples = field(default_factory=Samples)
+    marks: list[tuple[float, ...]]  # each test's clock at start, entered, worked, left, flushed
+
+    def ms(self, *spans: str) -> list[float]:
+        return [sum(m[SPANS[s][1]] - m[SPANS[s][0]] for s in spans) * 1000 for m in self.marks]
 
 
-# What the schema strategies do around a test, on a connection; the async lanes run the
-# same functions through AsyncConnection.run_sync.
-def delete_rows(connection: Connection) -> None:
-    for table in reversed(Base.metadata.sorted_tables):
-        connection.execute(table.delete())
-
-
-AROUND: dict[str, tuple[Callable[[Connection], None] | None, Callable[[Connection], None]]] = {
-    "DELETE": (None, delete_rows),
-    "drop_all/create_all": (Base.metadata.create_all, Base.metadata.drop_all),
-}
-
-
-@contextmanager
-def sync_isolated(lane: Lane) -> Iterator[Session]:
-    if lane.name == OURS:
-        with isolation.rollback_session(lane.engine) as session:
-            yield session
-    elif lane.name == "TRUNCATE":
-        with isolation.committed_session(lane.engine) as session:
-            yield session
-    elif lane.name == "template database":
-        name = f"t_{next(SERIAL)}"
-        with lane.engine.connect() as admin:
-            admin.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {lane.pg.database}")
-        engine = create_engine(replace(lane.pg, database=name).url(SCHEMES["sync"]))
-        with Session(engine) as session:
-            yield session
-        engine.dispose()
-        with lane.engine.connect() as admin:
-            admin.exec_driver_sql(f"DROP DATABASE {name}")
-    else:
-        before, after = AROUND.get(lane.name, (None, None))
-        if before:
-            with lane.engine.begin() as connection:
-                before(connection)
-        with Session(lane.engine) as session:
-            yield session
-        if after:
-            with lane.engine.begin() as connection:
-                after(connection)
+async def maybe(value: Any) -> Any:
+    return await value if isawaitable(value) else value
 
 
 @asynccontextmanager
-async def async_isolated(lane: Lane) -> AsyncIterator[AsyncSession]:
-    if lane.name == OURS:
-        async with isolation.async_rollback_session(lane.engine) as session:
-            yield session
-    elif lane.name == "TRUNCATE":
-        async with isolation.async_committed_session(lane.engine) as session:
-            yield session
-    elif lane.name == "template database":
-        name = f"t_{next(SERIAL)}"
-        async with lane.engine.connect() as admin:
-            await admin.exec_driver_sql(f"CREATE DATABASE {name} TEMPLATE {lane.pg.database}")
-        engine = create_async_engine(replace(lane.pg, database=name).url(SCHEMES["async"]))
-        async with AsyncSession(engine) as session:
-            yield session
-        await engine.dispose()
-        async with lane.engine.connect() as admin:
-            await admin.exec_driver_sql(f"DROP DATABASE {name}")
-    else:
-        before, after = AROUND.get(lane.name, (None, None))
-        if before:
-            async with lane.engine.begin() as connection:
-                await connection.run_sync(before)
-        async with AsyncSession(lane.engine) as session:
-            yield session
-        if after:
-            async with lane.engine.begin() as connection:
-                await connection.run_sync(after)
+async def entered(manager: Any) -> AsyncIterator[Any]:
+    async with AsyncExitStack() as stack:
+        enter = stack.enter_async_context if hasattr(manager, "__aenter__") else stack.enter_context
+        yield await maybe(enter(manager))
 
 
-def sync_work(session: Session, cache: CacheService, n: int) -> None:
-    """The test body: three rows committed and read back, one value cached and read."""
-    user = repos.UserRepository(session).create(email=f"user{n}@example.com", name=f"User {n}")
-    item = repos.ItemRepository(session).create(name=f"Item {n}", description="", price=Decimal(n))
-    order = repos.OrderRepository(session).create(user_id=user.id, total=item.price)
-    user_id, item_id, reference = user.id, item.id, order.reference
-    session.commit()
-    found = repos.OrderRepository(session).get_by_reference(reference)
-    check(found is not None and found.user_id == user_id, "the order was not read back")
-    check(repos.ItemRepository(session).get(item_id) is not None, "the item was not read back")
-    check(cache.set(f"order:{reference}", {"user": user_id}), "the cache refused a value")
-    check(cache.get(f"order:{reference}") == {"user": user_id}, "the cache lost a value")
+async def on(engine: Any, work: Callable[[Connection], object], begin: bool = True) -> None:
+    async with entered(engine.begin() if begin else engine.connect()) as conn:
+        await maybe(conn.run_sync(work) if isinstance(conn, AsyncConnection) else work(conn))
 
 
-async def async_work(session: AsyncSession, cache: AsyncCacheService, n: int) -> None:
-    """The same test body through asyncpg and redis.asyncio."""
-    users, items = repos.AsyncUserRepository(session), repos.AsyncItemRepository(session)
-    user = await users.create(email=f"user{n}@example.com", name=f"User {n}")
-    item = await items.create(name=f"Item {n}", description="", price=Decimal(n))
-    order = await repos.AsyncOrderRepository(session).create(user_id=user.id, total=item.price)
-    user_id, item_id, reference = user.id, item.id, order.reference
-    await session.commit()
-    found = await repos.AsyncOrderRepository(session).get_by_reference(reference)
-    check(found is not None and found.user_id == user_id, "the order was not read back")
-    check(await items.get(item_id) is not None, "the item was not read back")
-    check(await cache.set(f"order:{reference}", {"user": user_id}), "the cache refused a value")
-    check(await cache.get(f"order:{reference}") == {"user": user_id}, "the cache lost a value")
+def delete_rows(conn: Connection) -> None:
+    for table in reversed(Base.metadata.sorted_tables):
+        conn.execute(table.delete())
 
 
-def time_sync(lane: Lane) -> None:
-    stack = ExitStack()
+@asynccontextmanager
+async def isolated(lane: Lane) -> AsyncIterator[Any]:
+    d, engine, name = lane.driver, lane.engine, lane.name
+    if name == "template database":
+        clone = f"t_{next(SERIAL)}"
+        create = f"CREATE DATABASE {clone} TEMPLATE {lane.pg.database}"
+        await on(engine, lambda admin: admin.exec_driver_sql(create), begin=False)
+        engine = ENGINES[d](replace(lane.pg, database=clone).url(SCHEMES[d]))
+    elif name == "drop_all/create_all":
+        await on(engine, Base.metadata.create_all)
+    async with entered(PLUGIN.get(name, SESSIONS)[d](engine)) as session:
+        yield session
+    if name == "template database":
+        await maybe(engine.dispose())
+        await on(lane.engine, lambda admin: admin.exec_driver_sql(f"DROP DATABASE {clone}"), False)
+    elif name in ("DELETE", "drop_all/create_all"):
+        await on(engine, delete_rows if name == "DELETE" else Base.metadata.drop_all)
+
+
+async def timed(lane: Lane) -> None:
+    """One test, timed: three rows committed and read back, one value cached and read."""
     start = time.perf_counter()
-    with stack:
-        session = stack.enter_context(sync_isolated(lane))
-        entered = time.perf_counter()
-        sync_work(session, CacheService(lane.redis), next(SERIAL))
+    async with isolated(lane) as session:
+        entered_at, n, d = time.perf_counter(), next(SERIAL), lane.driver
+        users, items, orders = USERS[d](session), ITEMS[d](session), ORDERS[d](session)
+        cache = CACHES[d](lane.redis)
+        user = await maybe(users.create(email=f"user{n}@example.com", name=f"User {n}"))
+        item = await maybe(items.create(name=f"Item {n}", description="", price=Decimal(n)))
+        order = await maybe(orders.create(user_id=user.id, total=item.price))
+        user_id, item_id, reference = user.id, item.id, order.reference
+        await maybe(session.commit())
+        found = await maybe(orders.get_by_reference(reference))
+        check(found is not None and found.user_id == user_id, "the order was not read back")
+        check(await maybe(items.get(item_id)) is not None, "the item was not read back")
+        key, value = f"order:{reference}", {"user": user_id}
+        check(await maybe(cache.set(key, value)), "the cache refused a value")
+        check(await maybe(cache.get(key)) == value, "the cache lost a value")
         worked = time.perf_counter()
     left = time.perf_counter()
     if lane.name != BASELINE:
-        lane.redis.flushdb()
-    lane.samples.add(start, entered, worked, left, time.perf_counter())
-
-
-async def time_async(lane: Lane) -> None:
-    stack = AsyncExitStack()
-    start = time.perf_counter()
-    async with stack:
-        session = await stack.enter_async_context(async_isolated(lane))
-        entered = time.perf_counter()
-        await async_work(session, AsyncCacheService(lane.redis), next(SERIAL))
-        worked = time.perf_counter()
-    left = time.perf_counter()
-    if lane.name != BASELINE:
-        await lane.redis.flushdb()
-    lane.samples.add(start, entered, worked, left, time.perf_counter())
+        await maybe(lane.redis.flushdb())
+    lane.marks.append((start, entered_at, worked, left, time.perf_counter()))
 
 
 def schedule(counts: dict[str, int], seed: int) -> list[list[str]]:
     """Rounds of lane names: each in ``counts[name]`` rounds spread evenly, shuffled."""
-    rng = random.Random(seed)  # noqa: S311 - orders rounds, guards no secret
-    rounds = max(counts.values())
-    plan = []
-    for r in range(rounds):
-        here = [n for n, c in counts.items() if (r + 1) * c // rounds > r * c // rounds]
+    rng, k = random.Random(seed), max(counts.values())  # noqa: S311 - guards no secret
+    plan = [[n for n, c in counts.items() if (r + 1) * c // k > r * c // k] for r in range(k)]
+    for here in plan:
         rng.shuffle(here)
-        plan.append(here)
     return plan
 
 
-def databases(pg: ServerInfo, driver: str) -> dict[str, ServerInfo]:
-    """A migrated database per lane; the template strategy's one is its template."""
-    admin = create_engine(pg.url(SCHEMES["sync"]), isolation_level="AUTOCOMMIT")
-    infos = {}
-    try:
-        for i, name in enumerate(LANES):
-            infos[name] = replace(pg, database=f"{driver}_{i}")
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f"CREATE DATABASE {infos[name].database}")
-            migrate(infos[name].url(SCHEMES["sync"]))
-    finally:
-        admin.dispose()
-    engine = create_engine(infos["drop_all/create_all"].url(SCHEMES["sync"]))
-    Base.metadata.drop_all(engine)  # its tests start with create_all
-    engine.dispose()
-    return infos
-
-
-def lanes(pg: ServerInfo, redis_info: ServerInfo, driver: str) -> list[Lane]:
-    make_engine: Callable[..., Any] = create_engine if driver == "sync" else create_async_engine
-    client = redis.Redis if driver == "sync" else redis.asyncio.Redis
-    found = []
-    for i, (name, info) in enumerate(databases(pg, driver).items()):
-        # The template strategy's engine runs CREATE and DROP DATABASE on the server's own.
-        template = name == "template database"
-        url, args = (pg, {"isolation_level": "AUTOCOMMIT"}) if template else (info, {})
-        redis_url = replace(redis_info, database=DRIVERS.index(driver) * len(LANES) + i).url()
-        engine = make_engine(url.url(SCHEMES[driver]), **args)
-        found.append(Lane(name, info, engine, redis_url, client.from_url(redis_url)))
-    return found
-
-
-def rows_and_clones(info: ServerInfo) -> tuple[int, int]:
-    """Rows in shop's tables of this database, and cloned test databases on the server."""
-    engine = create_engine(info.url(SCHEMES["sync"]))
-    try:
-        with engine.connect() as connection:
-            present = set(inspect(connection).get_table_names())
-            rows = sum(
-                connection.execute(select(func.count()).select_from(table)).scalar_one()
-                for table in Base.metadata.sorted_tables
-                if table.name in present
-            )
-            return rows, connection.execute(CLONES_LEFT).scalar_one()
-    finally:
-        engine.dispose()
-
-
-def verify(driver: str, found: list[Lane], baseline_runs: int) -> None:
+def verify(found: dict[str, Lane], baseline_runs: int) -> None:
     """The work committed for real, and every strategy left no row, key or database behind."""
-    for lane in found:
-        rows, clones = rows_and_clones(lane.pg)
-        expected = 3 * baseline_runs if lane.name == BASELINE else 0
-        check(rows == expected, f"{driver} {lane.name}: {rows} rows left, {expected} expected")
-        check(clones == 0, f"{driver}: {clones} cloned databases left")
+    for name, lane in found.items():
+        engine, where = create_engine(lane.pg.url(SCHEMES[0])), f"{DRIVERS[lane.driver]} {name}"
+        with engine.connect() as db:
+            tables = [t for t in Base.metadata.sorted_tables if inspect(db).has_table(t.name)]
+            rows = sum(db.execute(select(func.count()).select_from(t)).scalar_one() for t in tables)
+            clones = db.execute(CLONES_LEFT).scalar_one()
+        engine.dispose()
         with redis.Redis.from_url(lane.redis_url) as client:
             keys = int(client.dbsize())
-        check(lane.name == BASELINE or keys == 0, f"{driver} {lane.name}: {keys} Redis keys left")
+        expected = 3 * baseline_runs if name == BASELINE else 0
+        check(rows == expected, f"{where}: {rows} rows left, {expected} expected")
+        check(clones == 0, f"{where}: {clones} cloned databases left")
+        check(name == BASELINE or keys == 0, f"{where}: {keys} Redis keys left")
 
 
-def measure(
-    driver: str, pg: ServerInfo, redis_info: ServerInfo, args: argparse.Namespace
-) -> dict[str, Samples]:
-    """Warm up, then measure every strategy of one driver in shuffled interleaved rounds."""
+def measure(d: int, pg: ServerInfo, redis_info: ServerInfo, args: Any) -> dict[str, Lane]:
+    admin, found = create_engine(pg.url(SCHEMES[0]), isolation_level="AUTOCOMMIT"), {}
+    for i, name in enumerate(LANES):
+        own = replace(pg, database=f"{DRIVERS[d]}_{i}")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE {own.database}")
+        migrate(own.url(SCHEMES[0]))
+        if name == "drop_all/create_all":  # its tests start with create_all
+            Base.metadata.drop_all(schema := create_engine(own.url(SCHEMES[0])))
+            schema.dispose()
+        url, options = (pg, {"isolation_level": "AUTOCOMMIT"}) if name == SLOW[1] else (own, {})
+        redis_url = replace(redis_info, database=d * len(LANES) + i).url()
+        engine = ENGINES[d](url.url(SCHEMES[d]), **options)
+        found[name] = Lane(name, d, own, engine, redis_url, CLIENTS[d](redis_url), [])
+    admin.dispose()
     counts = {name: args.slow_tests if name in SLOW else args.tests for name in LANES}
     warmup = schedule({n: min(c, args.warmup) for n, c in counts.items()}, args.seed + 1)
     plan = schedule(counts, args.seed)
-    print(f"{LABELS[driver]}: {len(plan)} rounds after {args.warmup}", flush=True)
-    found = lanes(pg, redis_info, driver)
-    by_name = {lane.name: lane for lane in found}
-    with asyncio.Runner() as runner:  # one event loop for every async test
+    print(f"{LABELS[d]}: {len(plan)} rounds after {args.warmup}", flush=True)
+    with asyncio.Runner() as runner:
         for phase, rounds in (("warm-up", warmup), ("measured", plan)):
-            for lane in found:
-                lane.samples = Samples()
+            for lane in found.values():
+                lane.marks.clear()
             for r, names in enumerate(rounds):
                 for name in names:
-                    if driver == "sync":
-                        time_sync(by_name[name])
-                    else:
-                        runner.run(time_async(by_name[name]))
+                    runner.run(timed(found[name]))
                 if (r + 1) % 50 == 0 or r + 1 == len(rounds):
-                    print(f"  {driver} {phase}: round {r + 1}/{len(rounds)}", flush=True)
-        for lane in found:
-            if driver == "sync":
-                lane.engine.dispose()
-                lane.redis.close()
-            else:
-                runner.run(lane.engine.dispose())
-                runner.run(lane.redis.aclose())
-    verify(driver, found, sum(names.count(BASELINE) for names in (*warmup, *plan)))
-    for lane in found:
-        print(f"  {lane.name}: median {statistics.median(lane.samples.total):.3f} ms per test")
-    return {lane.name: lane.samples for lane in found}
-
-
-def overheads(samples: dict[str, Samples]) -> dict[str, Stat]:
-    """Each strategy's per-test totals minus the median of the work alone."""
-    work = statistics.median(samples[BASELINE].total)
-    return {name: Stat([t - work for t in samples[name].total], "ms") for name in STRATEGIES}
-
-
-def times_ours(over: dict[str, Stat], name: str) -> float:
-    ours = over[OURS].median
-    return over[name].median / ours if ours > 0 else float("inf")
-
-
-def x(ratio: float) -> str:
-    return f"{ratio:.1f}x" if ratio != float("inf") else "inf (ours <= 0 ms)"
-
-
-def table(driver: str, samples: dict[str, Samples], over: dict[str, Stat]) -> Table:
-    work = Stat(samples[BASELINE].total, "ms")
-    caption = (
-        f"{LABELS[driver]}: overhead per test = total - median of the work alone "
-        f"({work.median:.3f} ms, n={len(work.samples)})"
-    )
-    columns = ["strategy", "overhead median", "min", "max", "setup+teardown median"]
-    rows = [
-        [
-            name,
-            *over[name].cells()[:3],
-            f"{statistics.median(samples[name].around):.3f} ms",
-            x(times_ours(over, name)),
-            str(len(over[name].samples)),
-        ]
-        for name in STRATEGIES
-    ]
-    return Table(caption, [*columns, "x slower than ours", "n"], rows)
-
-
-def why_ours(samples: Samples, over: Stat) -> str:
-    parts = {
-        "setup (pool checkout, outer transaction)": statistics.median(samples.setup),
-        "teardown (ROLLBACK TO SAVEPOINT, ROLLBACK)": statistics.median(samples.teardown),
-        "FLUSHDB": statistics.median(samples.flush),
-    }
-    largest = max(parts, key=lambda p: parts[p])
-    shown = ", ".join(f"{p} {v:.3f} ms" for p, v in parts.items())
-    rest = over.median - sum(parts.values())
-    return (
-        f"median overhead {over.median:.3f} ms: {shown} (medians), {largest} the largest; "
-        f"the work itself took about {abs(rest):.3f} ms {'more' if rest >= 0 else 'less'} "
-        "than alone"
-    )
-
-
-def targets(driver: str, samples: dict[str, Samples], over: dict[str, Stat]) -> list[Target]:
-    ours = over[OURS].median
-    found = [
-        Target(
-            f"isolation overhead, median per test ({driver})",
-            f"<= {TARGET_MS:g} ms",
-            f"{ours:.3f} ms",
-            ours <= TARGET_MS,
-        )
-    ]
-    if not found[0].met:
-        found[0].why = why_ours(samples[OURS], over[OURS])
-    for name in SLOW:
-        ratio = times_ours(over, name)
-        target = Target(
-            f">= {TARGET_RATIO:g}x cheaper than {name} ({driver})",
-            f">= {TARGET_RATIO:g}x",
-            f"{x(ratio)} ({over[name].median:.3f} ms vs {ours:.3f} ms)",
-            ratio >= TARGET_RATIO,
-        )
-        if not target.met:
-            target.why = (
-                f"{name} costs {over[name].median:.3f} ms per test (setup "
-                f"{statistics.median(samples[name].setup):.3f} ms, teardown "
-                f"{statistics.median(samples[name].teardown):.3f} ms), ours {ours:.3f} ms: "
-                + why_ours(samples[OURS], over[OURS])
-            )
-        found.append(target)
+                    print(f"  {DRIVERS[d]} {phase}: round {r + 1}/{len(rounds)}", flush=True)
+        for lane in found.values():
+            runner.run(maybe(lane.engine.dispose()))
+            runner.run(maybe(getattr(lane.redis, "aclose", lane.redis.close)()))
+    verify(found, sum(names.count(BASELINE) for names in (*warmup, *plan)))
     return found
 
 
-def summary(work: dict[str, float], over: dict[str, dict[str, Stat]]) -> str:
-    sentences = []
-    for driver, o in over.items():
-        others = ", ".join(f"{name} {o[name].median:.2f} ms" for name in STRATEGIES[1:])
-        sentences.append(
-            f"Under {LABELS[driver]}, the savepoint rollback plus FLUSHDB adds "
-            f"{o[OURS].median:.3f} ms to a test whose work alone takes {work[driver]:.2f} ms; "
-            f"the other ways add {others}: the template database costs "
-            f"{x(times_ours(o, 'template database'))} ours, drop_all/create_all "
-            f"{x(times_ours(o, 'drop_all/create_all'))}."
-        )
-    return " ".join(sentences)
-
-
-def result(
-    samples: dict[str, dict[str, Samples]], pg: ServerInfo, redis_info: ServerInfo, load: float
-) -> Result:
-    over = {driver: overheads(s) for driver, s in samples.items()}
-    work = {driver: statistics.median(s[BASELINE].total) for driver, s in samples.items()}
-    series = {
-        LABELS[d]: [[name, o[name].median] for name in STRATEGIES if o[name].median > 0]
-        for d, o in over.items()
-    }
-    return Result(
-        name="isolation",
-        title="Per-test isolation overhead, PostgreSQL and Redis together",
-        command=shlex.join(["python", "bench/isolation.py", *sys.argv[1:]]),
-        summary=summary(work, over),
-        tables=[table(d, s, over[d]) for d, s in samples.items()],
-        targets=[t for d, s in samples.items() for t in targets(d, s, over[d])],
-        plots=[
-            Plot(
-                "isolation.png",
-                "Median isolation overhead per test",
-                "strategy",
-                "overhead (ms, log)",
-                "bar",
-                series,
-                log_y=True,
-            )
-        ],
-        notes=[
-            f"PostgreSQL {pg.version} and {redis_info.product} {redis_info.version}, "
-            f"{pg.backend} backend; "
-            f"load average {load:.2f} over the last minute when the measurements ended.",
-            "Test body: a user, an item and an order through shop's repositories, committed, "
-            "read back, and one value set and got through shop's cache; unique data each time.",
-            "Every database is migrated with shop.db.migrate; drop_all/create_all rebuilds "
-            "the same tables from shop.models' metadata; the template is migrated once.",
-            "Each strategy ends with FLUSHDB of its own Redis database; the work alone does not.",
-            "Overhead includes what a strategy does to the work itself (commit() becoming a "
-            "savepoint release, a new engine's first connection); setup+teardown excludes it.",
-            "Medians at or below 0 ms are left out of the log-scale plot.",
-        ],
-    )
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="local", help="servicematrix backend")
-    parser.add_argument("--pg", default="15", help="PostgreSQL major version")
-    parser.add_argument("--redis", default="7", help="Redis version, e.g. 7 or valkey-8")
-    parser.add_argument("--tests", type=int, default=300, help="tests per cheap strategy")
-    parser.add_argument(
-        "--slow-tests", type=int, default=40, help="tests of drop_all/create_all and template"
-    )
-    parser.add_argument("--warmup", type=int, default=10, help="untimed tests per strategy")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the round order")
-    parser.add_argument("--quick", action="store_true", help="a handful of tests of each")
-    args = parser.parse_args()
-    if args.quick:
-        args.tests, args.slow_tests, args.warmup = 5, 3, 2
-    return args
+def report(d: int, lanes: dict[str, Lane]) -> tuple[Table, list[Target], str, list[list[Any]]]:
+    alone = Stat(lanes[BASELINE].ms("total"), "ms")
+    over = {n: Stat([t - alone.median for t in lanes[n].ms("total")], "ms") for n in STRATEGIES}
+    ours, inf, goal = over[OURS].median, float("inf"), f">= {TARGET_RATIO:g}x"
+    ratio = {n: over[n].median / ours if ours > 0 else inf for n in STRATEGIES}
+    times = {n: f"{r:.1f}x" if r != inf else "inf (ours <= 0 ms)" for n, r in ratio.items()}
+    parts = ("setup", "teardown", "flush")
+    around = {n: f"{statistics.median(lanes[n].ms(*parts)):.3f} ms" for n in STRATEGIES}
+    rows = [[n, *over[n].cells()[:3], around[n], times[n], over[n].cells()[3]] for n in STRATEGIES]
+    caption = f"{LABELS[d]}: overhead per test = total - median of the work alone "
+    caption += f"({alone.median:.3f} ms, n={len(alone.samples)})"
+    columns = ["strategy", "overhead median", "min", "max", "setup+teardown median"]
+    table = Table(caption, [*columns, "x slower than ours", "n"], rows)
+    p = [statistics.median(lanes[OURS].ms(part)) for part in parts]
+    why = f"ours {ours:.3f} ms: setup {p[0]:.3f}, teardown {p[1]:.3f}, FLUSHDB {p[2]:.3f} ms "
+    why += f"(medians); the work itself {ours - sum(p):+.3f} ms against alone"
+    what, met = f"isolation overhead, median per test ({DRIVERS[d]})", ours <= TARGET_MS
+    targets = [Target(what, f"<= {TARGET_MS:g} ms", f"{ours:.3f} ms", met, "" if met else why)]
+    for n in SLOW:
+        what, met = f"{goal} cheaper than {n} ({DRIVERS[d]})", ratio[n] >= TARGET_RATIO
+        vs = f"{times[n]} ({over[n].median:.3f} ms vs {ours:.3f} ms)"
+        slow = "" if met else f"{n}: setup+teardown {around[n]}; {why}"
+        targets.append(Target(what, goal, vs, met, slow))
+    others = ", ".join(f"{n} {over[n].median:.2f} ms" for n in STRATEGIES[1:])
+    summary = f"Under {LABELS[d]}, the savepoint rollback plus FLUSHDB adds {ours:.3f} ms to a "
+    summary += f"test whose work alone takes {alone.median:.2f} ms; the other ways add {others}: "
+    summary += f"the template database costs {times[SLOW[1]]} ours, {SLOW[0]} {times[SLOW[0]]}."
+    return table, targets, summary, [[n, over[n].median] for n in STRATEGIES if over[n].median > 0]
 
 
 def main() -> None:
-    args = parse_args()
-    started = time.perf_counter()
+    args = parser(__doc__)
+    args.add_argument("--backend", default="local", help="servicematrix backend")
+    args.add_argument("--pg", default="15", help="PostgreSQL major version")
+    args.add_argument("--redis", default="7", help="Redis version, e.g. 7 or valkey-8")
+    args.add_argument("--tests", type=int, default=300, help="tests per cheap strategy")
+    args.add_argument("--slow-tests", type=int, default=40, help="tests per slow strategy")
+    args.add_argument("--warmup", type=int, default=10, help="untimed tests per strategy")
+    args.add_argument("--seed", type=int, default=0, help="seed of the round order")
+    args.add_argument("--quick", action="store_true", help="a handful of tests of each")
+    chosen = args.parse_args()
+    if chosen.quick:
+        chosen.tests, chosen.slow_tests, chosen.warmup = 5, 3, 2
     try:
-        config = Config.parse({"backend": args.backend, "pg": args.pg, "redis": args.redis})
-        with Worker(config, select_backend(config).name, new_run_id(), "bench") as worker:
+        settings = config.Config.parse({k: getattr(chosen, k) for k in ("backend", "pg", "redis")})
+        backend = backends.select_backend(settings).name
+        with provision.Worker(settings, backend, provision.new_run_id(), "bench") as worker:
             pg, redis_info = worker.ready().values()
             print(f"servers: {pg.describe()}; {redis_info.describe()}", flush=True)
-            samples = {driver: measure(driver, pg, redis_info, args) for driver in DRIVERS}
+            reports = [report(d, measure(d, pg, redis_info, chosen)) for d in (0, 1)]
             load = os.getloadavg()[0]
     except ServiceMatrixError as exc:
-        sys.exit(f"isolation: {exc}")
-    save(result(samples, pg, redis_info, load), time.perf_counter() - started)
+        raise SystemExit(f"isolation: {exc}") from None
+    tables, targets, summaries, points = zip(*reports, strict=True)
+    series, title = dict(zip(LABELS, points, strict=True)), "Median isolation overhead per test"
+    plot = Plot("isolation.png", title, "strategy", "overhead (ms, log)", "bar", series, log_y=True)
+    versions = f"PostgreSQL {pg.version} and {redis_info.product} {redis_info.version}"
+    load_note = f"load average {load:.2f} over the last minute when the measurements ended"
+    result = Result(
+        name="isolation",
+        title="Per-test isolation overhead, PostgreSQL and Redis together",
+        summary=" ".join(summaries),
+        tables=list(tables),
+        targets=[target for each in targets for target in each],
+        plots=[plot],
+        notes=[f"{versions}, {pg.backend} backend; {load_note}.", *NOTES],
+    )
+    save(result)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ those records into bench/results/reliability.json, which bench/report.py renders
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
 
-from harness import Result, Table, Target, save
+from harness import Result, Table, Target, parser, save
 
 
 @dataclass
@@ -107,11 +106,11 @@ def total(cases: list[Case], prop: str) -> tuple[str, bool, str]:
     return f"{count} over {len(values)} tests", bool(values) and count == 0, why
 
 
-def build(cases: list[Case], command: str) -> Result:
+def build(cases: list[Case]) -> Result:
     result = Result(
-        "reliability",
-        "Reliability: kills, runs at once, bad input, service faults, security",
-        command,
+        name="reliability",
+        title="Reliability: kills, runs at once, bad input, service faults, security",
+        command="nox -s reliability",
     )
 
     def module(*names: str) -> list[Case]:
@@ -146,15 +145,15 @@ def build(cases: list[Case], command: str) -> Result:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("junit", nargs="+", type=Path)
-    args = parser.parse_args()
-    missing = [str(p) for p in args.junit if not p.exists()]
-    if missing:
+    args = parser(__doc__)
+    args.add_argument("junit", nargs="+", type=Path)
+    chosen = args.parse_args()
+    if missing := [str(p) for p in chosen.junit if not p.exists()]:
         raise SystemExit(f"reliability: no JUnit XML at {', '.join(missing)}: run the tests first")
-    cases = [c for path in args.junit for c in parse(path)]
-    # The time the tests took to measure all this.
-    save(build(cases, "nox -s reliability"), sum(c.seconds for c in cases))
+    cases = [c for path in chosen.junit for c in parse(path)]
+    result = build(cases)
+    result.wall_seconds = sum(c.seconds for c in cases)  # the time the tests took
+    save(result)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ Each name is a ``bench/results/<name>.json`` written by a benchmark script; plot
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
 
-from harness import BENCH, RESULTS, Plot, Result, Table, Target, load
+from harness import BENCH, RESULTS, Plot, Result, Table, Target, load, parser
 
 PLOTS = BENCH / "plots"
 
@@ -126,8 +125,7 @@ def machine_line(results: list[Result]) -> str:
 
 
 def render(title: str, names: list[str], out: Path) -> None:
-    missing = [n for n in names if not (RESULTS / f"{n}.json").exists()]
-    if missing:
+    if missing := [n for n in names if not (RESULTS / f"{n}.json").exists()]:
         raise SystemExit(
             f"report: no results for {', '.join(missing)}: run bench/<name>.py for each first"
         )
@@ -152,12 +150,12 @@ def render(title: str, names: list[str], out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--title", default="Benchmarks")
-    parser.add_argument("names", nargs="+")
-    args = parser.parse_args()
-    render(args.title, args.names, args.out.resolve())
+    args = parser(__doc__)
+    args.add_argument("--out", type=Path, required=True)
+    args.add_argument("--title", default="Benchmarks")
+    args.add_argument("names", nargs="+")
+    chosen = args.parse_args()
+    render(chosen.title, chosen.names, chosen.out.resolve())
 
 
 if __name__ == "__main__":

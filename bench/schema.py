@@ -10,28 +10,26 @@ backend, under -n 2: as every run is without templates (``schema_from`` unset), 
 first run with templates (no template kept yet), the second (the template kept), and a
 run on the servers the run before left warm (``warm``; its database is made again from
 the copy taken after its setup, with no setup).
-The projects: shop's repository tests (3 Alembic migrations) and a generated project
-whose schema comes from 200 Alembic migrations (100 tables, each altered once more).
+The projects: shop's repository tests (3 Alembic migrations) and bench/projects/
+many_migrations, whose schema comes from 200 Alembic migrations (100 tables, each
+altered once more): a scratch copy of it, its one revision module copied to 200 names.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from harness import BENCH, Result, Stat, Table, save
+from harness import ROOT, Result, Stat, Table, parser, save
 
 from servicematrix.backends.docker import SCHEMA_REPOSITORY
 from servicematrix.schema import templates_of
 
-ROOT = BENCH.parent
 MODES = (
     "every run, no template",
     "first run, templates",
@@ -40,103 +38,28 @@ MODES = (
 )
 BACKENDS = {"local": ["--servicematrix-pg=16"], "docker": ["--servicematrix-pg=15"]}
 MIGRATIONS = 200
-ENV_PY = """\
-from alembic import context
-from sqlalchemy import create_engine
-
-engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
-with engine.connect() as connection:
-    context.configure(connection=connection)
-    with context.begin_transaction():
-        context.run_migrations()
-engine.dispose()
-"""
-REVISION = """\
-import sqlalchemy as sa
-from alembic import op
-
-revision = "{this}"
-down_revision = {previous!r}
-
-
-def upgrade():
-    {body}
-"""
-CREATE = 'op.create_table("t{n}", sa.Column("id", sa.Integer, primary_key=True))'
-ALTER = 'op.add_column("t{n}", sa.Column("name", sa.Text, nullable=True))'
-CONFTEST = """\
-import pathlib
-
-import pytest
-from alembic import command
-from alembic.config import Config
-
-
-@pytest.fixture(scope="session")
-def servicematrix_db_setup(pg_server):
-    config = Config()
-    config.set_main_option("script_location", str(pathlib.Path(__file__).parent / "migrations"))
-    config.set_main_option("sqlalchemy.url", pg_server.url("postgresql+psycopg"))
-    command.upgrade(config, "head")
-"""
-TESTS = """\
-import pytest
-from sqlalchemy import text
-
-
-@pytest.mark.parametrize("n", range(20))
-def test_the_last_table(sync_db_session, n):
-    assert sync_db_session.execute(text("SELECT count(name) FROM t99")).scalar() == 0
-"""
-INI = """\
-[pytest]
-addopts = -p no:cacheprovider -p no:asyncio
-servicematrix_schema_from = migrations/**/*.py conftest.py
-"""
+PROJECT = ROOT / "bench" / "projects" / "many_migrations"
+TITLE = "Schema templates: worker setup time"
+NOTE = "Setup time: the worker's provisioning seconds plus its schema seconds, from its report."
 
 
 def generated_project(directory: Path) -> Path:
-    """A project whose schema is 200 Alembic migrations."""
-    versions = directory / "migrations" / "versions"
-    versions.mkdir(parents=True)
-    (directory / "migrations" / "env.py").write_text(ENV_PY)
-    previous = None
+    """A copy of PROJECT, its revision module copied to migrations/versions/r0000.py ..."""
+    shutil.copytree(PROJECT, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    migrations = directory / "migrations"
+    (migrations / "versions").mkdir()
     for i in range(MIGRATIONS):
-        body = (CREATE if i % 2 == 0 else ALTER).format(n=i // 2)
-        this = f"r{i:04d}"
-        (versions / f"{this}.py").write_text(
-            REVISION.format(this=this, previous=previous, body=body)
-        )
-        previous = this
-    (directory / "conftest.py").write_text(CONFTEST)
-    (directory / "test_generated.py").write_text(TESTS)
-    (directory / "pytest.ini").write_text(INI)
+        shutil.copyfile(migrations / "revision.py", migrations / "versions" / f"r{i:04d}.py")
     return directory
 
 
-def run(
-    project: Path, args: list[str], cache: Path, report: Path, env: dict[str, str] | None = None
-) -> list[float]:
-    """Each worker's setup time in one pytest run."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-n",
-            "2",
-            "-p",
-            "no:randomly",
-            *args,
-            f"--servicematrix-cache-dir={cache}",
-            f"--servicematrix-report={report}",
-        ],
-        cwd=project,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
+def run(project: Path, args: list[str], scratch: Path, **env: str) -> list[float]:
+    """Each worker's setup time in one pytest run, with ``env`` added to the environment."""
+    cache, report = scratch / "cache", scratch / "report.json"
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:randomly", *args]
+    command += [f"--servicematrix-cache-dir={cache}", f"--servicematrix-report={report}"]
+    environment = os.environ | env
+    subprocess.run(command, cwd=project, check=True, stdout=subprocess.DEVNULL, env=environment)
     workers = json.loads(report.read_text())["workers"]
     return [w["seconds"] + w["schema"]["seconds"] for w in workers]
 
@@ -146,12 +69,8 @@ def forget_templates(project: Path, cache: Path) -> None:
     prefix = templates_of(project)
     for kept in cache.glob(f"postgres/*/{prefix}*"):
         shutil.rmtree(kept)
-    listed = subprocess.run(
-        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", SCHEMA_REPOSITORY],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
+    images = ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", SCHEMA_REPOSITORY]
+    listed = subprocess.run(images, capture_output=True, text=True, check=False).stdout.split()
     ours = [ref for ref in listed if ref.split(":")[-1].startswith(prefix)]
     if ours:
         subprocess.run(["docker", "image", "rm", *ours], check=True, stdout=subprocess.DEVNULL)
@@ -159,38 +78,31 @@ def forget_templates(project: Path, cache: Path) -> None:
 
 def measure(project: Path, args: list[str], backend: str, scratch: Path) -> list[list[float]]:
     """One round: per-worker setup times for each of MODES."""
-    cache, report = scratch / "cache", scratch / "report.json"
     common = [f"--servicematrix-backend={backend}", *BACKENDS[backend], *args]
     without = [*common, "-o", "servicematrix_schema_from="]
-    run(project, without, cache, report)  # warm-up: the cached cluster, imports, page cache
-    forget_templates(project, cache)
-    samples = [
-        run(project, without, cache, report),
-        run(project, common, cache, report),
-        run(project, common, cache, report),
-    ]
-    # One run leaves its servers warm; the next takes them. Never under CI: run as a
-    # developer does.
+    run(project, without, scratch)  # warm-up: the cached cluster, imports, page cache
+    forget_templates(project, scratch / "cache")
+    samples = [run(project, each, scratch) for each in (without, common, common)]
+    # One run leaves its servers warm; the next takes them. Never under CI: as a developer.
     warm = [*common, "--servicematrix-warm=yes"]
     try:
-        run(project, warm, cache, report, env={"CI": ""})
-        samples.append(run(project, warm, cache, report, env={"CI": ""}))
+        run(project, warm, scratch, CI="")
+        samples.append(run(project, warm, scratch, CI=""))
     finally:
         stop = [sys.executable, "-m", "servicematrix", "warm", "--stop"]
-        subprocess.run([*stop, f"--servicematrix-cache-dir={cache}"], check=True)
+        subprocess.run([*stop, f"--servicematrix-cache-dir={scratch / 'cache'}"], check=True)
     return samples
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", nargs="+", choices=list(BACKENDS), default=list(BACKENDS))
-    args = parser.parse_args()
-    started = time.perf_counter()
+    cli = parser(__doc__)
+    cli.add_argument("--rounds", type=int, default=3)
+    cli.add_argument("--only", nargs="+", choices=list(BACKENDS), default=list(BACKENDS))
+    args = cli.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="servicematrix-bench-schema-"))
     projects = {
         "shop, 3 migrations": (ROOT, ["tests/integration/test_repositories.py"]),
-        f"generated, {MIGRATIONS} migrations": (generated_project(scratch / "generated"), []),
+        f"generated, {MIGRATIONS} migrations": (generated_project(scratch / PROJECT.name), []),
     }
     tables, summary = [], []
     try:
@@ -199,41 +111,25 @@ def main() -> None:
             for name, (project, extra) in projects.items():
                 samples: list[list[float]] = [[] for _ in MODES]
                 for r in range(args.rounds):
-                    for mode, seconds in zip(
-                        samples, measure(project, extra, backend, scratch), strict=True
-                    ):
+                    measured = measure(project, extra, backend, scratch)
+                    for mode, seconds in zip(samples, measured, strict=True):
                         mode.extend(seconds)
                     print(f"schema: {backend} {name} round {r + 1}/{args.rounds}", flush=True)
                 stats = [Stat(s) for s in samples]
-                rows.append([name, *(f"{s.median:.2f} s ({s.min:.2f}-{s.max:.2f})" for s in stats)])
+                rows.append([name, *(s.spread() for s in stats)])
                 summary.append(
                     f"{backend}, {name}: {stats[0].median:.2f} s every run, "
                     f"{stats[2].median:.2f} s once the template is kept, "
                     f"{stats[3].median:.2f} s on warm servers"
                 )
-            tables.append(
-                Table(
-                    f"{backend} backend, -n 2: worker setup time, median (min-max)",
-                    ["project", *MODES],
-                    rows,
-                )
-            )
+            caption = f"{backend} backend, -n 2: worker setup time, median (min-max)"
+            tables.append(Table(caption, ["project", *MODES], rows))
     finally:
         for project, _ in projects.values():
             forget_templates(project, scratch / "cache")
         shutil.rmtree(scratch, ignore_errors=True)
-    command = f"python bench/schema.py --rounds {args.rounds} --only {' '.join(args.only)}"
-    result = Result(
-        "schema",
-        "Schema templates: worker setup time",
-        command,
-        "Per worker, servers up and schema in place; " + "; ".join(summary) + ".",
-        tables,
-        [],
-        [],
-        ["Setup time: the worker's provisioning seconds plus its schema seconds, from its report."],
-    )
-    save(result, time.perf_counter() - started)
+    summary_line = "Per worker, servers up and schema in place; " + "; ".join(summary) + "."
+    save(Result(name="schema", title=TITLE, summary=summary_line, tables=tables, notes=[NOTE]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
-"""A pytest plugin (``-p gcfreeze``): once collection is done, everything alive so far
-(modules, the collected items) moves to the garbage collector's permanent generation, so
-later collections scan only what the tests themselves allocate."""
+"""``-p gcfreeze``: after collection, everything alive (modules, items) moves to the collector's
+permanent generation, so later collections scan only what the tests allocate."""
 
 from __future__ import annotations
 

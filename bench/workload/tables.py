@@ -15,7 +15,6 @@ DDL = (
     "CREATE TABLE orders (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users,"
     " item_id int NOT NULL REFERENCES items, quantity int NOT NULL)",
 )
-# What the tools that commit for real run after each test.
 TRUNCATE = text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
 
 
@@ -26,8 +25,7 @@ def create(connection: Connection) -> None:
 
 @contextmanager
 def truncated_after(engine: Engine) -> Iterator[Session]:
-    """A Session on ``engine``; afterwards every table is emptied, as tools that commit
-    for real isolate their tests."""
+    """A Session on ``engine``, then TRUNCATE: how tools that commit for real isolate tests."""
     with Session(engine) as session:
         yield session
     with engine.begin() as connection:

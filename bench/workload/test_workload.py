@@ -1,9 +1,6 @@
-"""The workload every tool runs: N tests, each starting from empty tables and an empty
-Redis, inserting a user, an item and an order, joining them back, and a Redis SET/GET.
-
-Each tool's plugin (``-p tool_<name>``) provides ``db`` (a SQLAlchemy Session) and ``kv``
-(a redis-py client) with its own isolation; BENCH_TESTS sets N.
-"""
+"""BENCH_TESTS tests, each starting from empty tables and Redis, inserting a user, an item and
+an order, joining them back, and a Redis SET/GET. Each tool's plugin (``-p tool_<name>``)
+provides ``db`` (a SQLAlchemy Session) and ``kv`` (redis-py), isolated its own way."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""A pytest plugin (``-p timing``) that records, in every pytest process, when its first
-fixture set-up began, when its first test's body began, and when each test's run ended.
-
-Times are wall-clock seconds; the harness subtracts the moment it started pytest. Each
-process writes ``<BENCH_TIMING_DIR>/<worker>.json`` at its end.
-"""
+"""``-p timing``: each pytest process records, in wall-clock seconds, when its first fixture
+set-up and first test's body began and when each test ended, into
+``$BENCH_TIMING_DIR/<worker>.json`` at its end."""
 
 from __future__ import annotations
 

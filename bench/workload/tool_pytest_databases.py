@@ -1,10 +1,6 @@
-"""pytest-databases: one PostgreSQL and one Redis container shared by every worker, a
-database of each per worker, TRUNCATE and FLUSHDB after each test.
-
-Load its modules first (``-p pytest_databases.docker.postgres -p
-pytest_databases.docker.redis -p tool_pytest_databases``): a fixture registered later
-overrides one of the same name, and the images are chosen here.
-"""
+"""pytest-databases: a PostgreSQL and a Redis container all workers share, a database of each
+per worker, TRUNCATE and FLUSHDB after each test. Its modules load first (``-p`` each, then
+``-p tool_pytest_databases``): the later fixture of a name wins, and the images are set here."""
 
 from __future__ import annotations
 

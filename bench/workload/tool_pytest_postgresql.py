@@ -1,8 +1,5 @@
-"""pytest-postgresql and pytest-redis: servers from this machine's binaries, a database
-cloned from a template that holds the schema for every test, Redis flushed after each.
-
-The binaries come from --postgresql-exec and --redis-exec.
-"""
+"""pytest-postgresql and pytest-redis: servers from the binaries --postgresql-exec and
+--redis-exec name, a database per test cloned from a template with the schema, FLUSHDB after."""
 
 from __future__ import annotations
 
@@ -26,8 +23,8 @@ def load(host: str, port: int, user: str, dbname: str, password: str | None, **_
     engine.dispose()
 
 
-# Names of their own: the plugins' entry points register later than a -p plugin, and
-# their default postgresql_proc and redis_proc would override ours.
+# Names of their own: the plugins' entry points register after a -p plugin, and their default
+# postgresql_proc and redis_proc would override ours.
 workload_pg_proc = factories.postgresql_proc(load=[load])
 workload_pg = factories.postgresql("workload_pg_proc")
 workload_redis_proc = redis_factories.redis_proc()

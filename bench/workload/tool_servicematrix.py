@@ -1,9 +1,6 @@
-"""servicematrix: a server pair per worker, savepoint rollback and FLUSHDB per test.
-
-The backend, versions and network path come from SERVICEMATRIX_* variables. (A project
-overrides ``servicematrix_db_setup`` in its conftest; a ``-p`` plugin loads before the
-servicematrix plugin, so here the schema is a fixture of its own.)
-"""
+"""servicematrix: a server pair per worker, savepoint rollback and FLUSHDB per test, set by
+SERVICEMATRIX_*. A ``-p`` plugin loads before servicematrix's, so the schema is a fixture of
+its own here, not the conftest override of ``servicematrix_db_setup`` a project would write."""
 
 from __future__ import annotations
 

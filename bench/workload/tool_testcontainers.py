@@ -1,9 +1,5 @@
-"""testcontainers as its documentation shows: a PostgreSQL and a Redis container per
-worker, the schema made once, TRUNCATE and FLUSHDB after each test.
-
-BENCH_TUNED=1 adds what a tuned setup adds: durability off (fsync, synchronous commit,
-full-page writes).
-"""
+"""testcontainers as documented: a PostgreSQL and a Redis container per worker, the schema made
+once, TRUNCATE and FLUSHDB after each test; BENCH_TUNED=1 adds a tuned setup's durability off."""
 
 from __future__ import annotations
 
