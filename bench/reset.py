@@ -1,7 +1,7 @@
 """Resetting after a committed test: TRUNCATE every table, or a fresh clone of the schema,
 against what the plugin's ``committed`` marker does (it picks one by the table count).
 
-    python bench/reset.py                    # 5 and 100 tables, 40 tests each
+    python bench/reset.py                    # 5 to 300 tables, 40 tests each
     python bench/reset.py --tables 5 20 100 --tests 20
 
 A committed test writes one row in each of its tables, for real; then the database is
@@ -100,7 +100,7 @@ def measure(worker: Worker, other: Worker, tables: int, tests: int) -> dict[str,
 
 def main() -> None:
     args = parser(__doc__)
-    args.add_argument("--tables", type=int, nargs="+", default=[5, 100])
+    args.add_argument("--tables", type=int, nargs="+", default=[5, 20, 50, 75, 100, 300])
     args.add_argument("--tests", type=int, default=40)
     args.add_argument("--pg", default="15")
     chosen = args.parse_args()
