@@ -1,17 +1,11 @@
-"""What every scenario shares: samples and their summaries, one pytest run timed from
-outside and from inside, and one JSON file of results per scenario.
+"""What every scenario shares: samples, one pytest run timed from outside and inside, and
+one JSON file of results per scenario.
 
-A scenario (``bench/<name>.py``) measures, then calls :func:`save` with a :class:`Result`:
-tables, targets (met or missed, with the reason when missed) and plot data.
-``bench/report.py`` renders every ``bench/results/*.json``; no figure is typed by hand.
-
-:func:`run_pytest` starts ``python -m pytest`` with the ``timing`` plugin of
-bench/workload and returns a :class:`Run`: the wall time, the time to the first fixture
-and to the first test's body, the median gap between consecutive test ends (the cost of
-a test once the run is under way), and two peaks of PSS sampled from /proc every 0.1 s:
-the servers the run started (server processes and every process inside a container) and
-Docker's own per-container processes outside them (containerd shims, userland proxies).
-A run that fails, or that leaves a container behind, stops the scenario with its tail.
+A scenario (``bench/<name>.py``) measures, then calls :func:`save` with a :class:`Result`
+of tables, targets (met or missed, and why) and plot data, which ``bench/report.py``
+renders: no figure is typed by hand. :func:`run_pytest` times one pytest run with the
+``timing`` plugin of bench/workload; a run that fails, or leaves a container behind,
+stops the scenario with its output's tail.
 """
 
 from __future__ import annotations
@@ -112,6 +106,8 @@ class Plot:
 
 @dataclass
 class Result:
+    """One scenario's results; save() fills in where it ran and the seconds it took."""
+
     name: str
     title: str
     summary: str = ""
@@ -119,8 +115,6 @@ class Result:
     targets: list[Target] = field(default_factory=list)
     plots: list[Plot] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    # Filled by save() where left empty: the command that ran, the machine, the date, and
-    # the seconds since the scenario started.
     command: str = ""
     machine: dict[str, str] = field(default_factory=dict)
     date: str = ""
@@ -163,20 +157,13 @@ def save(result: Result) -> Path:
     return path
 
 
-def load(path: Path) -> Result:
-    data = json.loads(path.read_text())
-    data["tables"] = [Table(**t) for t in data["tables"]]
-    data["targets"] = [Target(**t) for t in data["targets"]]
-    data["plots"] = [Plot(**p) for p in data["plots"]]
-    return Result(**data)
-
-
-def ratio(slow: float, fast: float) -> str:
-    return f"{slow / fast:.1f}x"
-
-
 @dataclass
 class Run:
+    """A pytest run: seconds from its start to its end, its first fixture and its first test's
+    body; the median gap between test ends (a test's cost once under way); the peak PSS of
+    the servers it started (server processes, every process in a container) and of Docker's
+    own processes beside them (containerd shims, userland proxies), sampled every 0.1 s."""
+
     wall: float
     first_fixture: float
     first_test: float

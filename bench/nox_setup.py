@@ -21,20 +21,22 @@ import time
 from harness import ROOT, STAT_COLUMNS, Plot, Result, Stat, Table, parser, save
 
 BACKENDS = ("uv", "virtualenv")
+NOTES = [
+    "Caches warm: one untimed run of each backend first; uv's and pip's caches are the user's "
+    "own, and both tools may still ask the configured index for metadata.",
+    "Each run uses a new temporary --envdir, removed afterwards; the backends alternate run by "
+    "run. Both compile bytecode (the noxfile sets UV_COMPILE_BYTECODE).",
+]
 
 
 def setup_once(session: str, backend: str) -> float:
     """Seconds for nox to create and fill the session's virtualenv in a fresh envdir."""
-    envdir = tempfile.mkdtemp(prefix=f"servicematrix-nox-{backend}-")
-    command = [sys.executable, "-m", "nox", "-s", session, "--install-only", "--envdir", envdir]
-    try:
+    with tempfile.TemporaryDirectory(prefix=f"servicematrix-nox-{backend}-") as envdir:
+        command = [sys.executable, "-m", "nox", "-s", session, "--install-only"]
+        command += ["--envdir", envdir, "--force-venv-backend", backend]
         began = time.perf_counter()
-        done = subprocess.run(
-            [*command, "--force-venv-backend", backend], cwd=ROOT, capture_output=True, check=False
-        )
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, check=False)
         seconds = time.perf_counter() - began
-    finally:
-        shutil.rmtree(envdir, ignore_errors=True)
     if done.returncode != 0:
         print((done.stdout + done.stderr).decode()[-4000:])
         sys.exit(f"nox_setup: nox -s {session} with {backend} failed: see its output above")
@@ -57,29 +59,19 @@ def main() -> None:
             samples[backend].append(setup_once(chosen.session, backend))
             print(f"nox_setup: run {i + 1}/{chosen.runs}, {backend}: {samples[backend][-1]:.2f} s")
     stats = {b: Stat(s) for b, s in samples.items()}
-    uv, pip = stats["uv"].median, stats["virtualenv"].median
+    uv, pip, session = stats["uv"].median, stats["virtualenv"].median, chosen.session
+    summary = f"Creating the {session} session's virtualenv takes {uv:.1f} s with uv and "
+    summary += f"{pip:.1f} s with virtualenv and pip ({pip / uv:.1f}x), median."
+    result = Result("nox_setup", "nox session set-up: uv against virtualenv and pip", summary)
+    rows = [[name, *s.cells(2), f"{s.median / uv:.1f}x"] for name, s in stats.items()]
+    caption = f"nox -s {session} --install-only in a fresh envdir, caches warm"
+    result.tables.append(Table(caption, ["backend", *STAT_COLUMNS, "x uv"], rows))
     points = {"set-up": [[n, s.median, s.min, s.max] for n, s in stats.items()]}
-    title = f"nox session set-up ({chosen.session}), caches warm"
-    result = Result(
-        name="nox_setup",
-        title="nox session set-up: uv against virtualenv and pip",
-        summary=f"Creating the {chosen.session} session's virtualenv takes {uv:.1f} s with uv "
-        f"and {pip:.1f} s with virtualenv and pip ({pip / uv:.1f}x), median.",
-        tables=[
-            Table(
-                f"nox -s {chosen.session} --install-only in a fresh envdir, caches warm",
-                ["backend", *STAT_COLUMNS, "x uv"],
-                [[name, *s.cells(2), f"{s.median / uv:.1f}x"] for name, s in stats.items()],
-            )
-        ],
-        plots=[Plot("nox_setup.png", title, "", "seconds (median, min-max)", "bar", points)],
-        notes=[
-            "Caches warm: one untimed run of each backend first; uv's and pip's caches are "
-            "the user's own, and both tools may still ask the configured index for metadata.",
-            "Each run uses a new temporary --envdir, removed afterwards; the backends alternate "
-            "run by run. Both compile bytecode (the noxfile sets UV_COMPILE_BYTECODE).",
-        ],
+    title = f"nox session set-up ({session}), caches warm"
+    result.plots.append(
+        Plot("nox_setup.png", title, "", "seconds (median, min-max)", "bar", points)
     )
+    result.notes = NOTES
     save(result)
 
 

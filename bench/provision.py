@@ -13,12 +13,11 @@ the same images.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from harness import STAT_COLUMNS, Plot, Result, Stat, Table, Target, parser, ratio, save
+from harness import STAT_COLUMNS, Plot, Result, Stat, Table, Target, parser, save
 
 from servicematrix.backends import backend_class
 from servicematrix.backends.docker import images
@@ -26,11 +25,8 @@ from servicematrix.config import Config
 from servicematrix.provision import Worker, new_run_id
 
 SCENARIOS = ("local-cold", "local-warm", "docker", "testcontainers")
-# scenario -> (bound on the median in seconds, what the target is)
-BOUNDS = {
-    "local-warm": (0.35, "local backend, warm, median"),
-    "docker": (1.5, "docker backend, median"),
-}
+BOUNDS = {"local-warm": (0.35, "local backend, warm"), "docker": (1.5, "docker backend")}
+TITLE = "Worker provisioning: PostgreSQL and Redis both ready"
 
 
 def once(config: Config, scenario: str) -> float:
@@ -45,26 +41,21 @@ def once(config: Config, scenario: str) -> float:
         started = time.perf_counter()
         with PostgresContainer(pg_image, driver=None), RedisContainer(redis_image):
             return time.perf_counter() - started
-    # A first run on a machine: an empty cache, so initdb runs first.
-    cache = Path(tempfile.mkdtemp(prefix="servicematrix-bench-")) if "cold" in scenario else None
-    try:
-        with Worker(
-            dataclasses.replace(config, cache_dir=cache) if cache else config,
-            scenario.partition("-")[0],
-            new_run_id(),
-            "bench",
-        ) as worker:
+    with tempfile.TemporaryDirectory(prefix="servicematrix-bench-") as empty:
+        # A first run on a machine: an empty cache, so initdb runs first.
+        if scenario == "local-cold":
+            config = dataclasses.replace(config, cache_dir=Path(empty))
+        with Worker(config, scenario.partition("-")[0], new_run_id(), "bench") as worker:
             worker.ready()
             assert worker.seconds is not None
             return worker.seconds
-    finally:
-        if cache:
-            shutil.rmtree(cache, ignore_errors=True)
 
 
 def targets(stats: dict[str, Stat]) -> list[Target]:
     found = [
-        Target(what, f"<= {limit} s", f"{stats[s].median:.3f} s", stats[s].median <= limit)
+        Target(
+            f"{what}, median", f"<= {limit} s", f"{stats[s].median:.3f} s", stats[s].median <= limit
+        )
         for s, (limit, what) in BOUNDS.items()
         if s in stats
     ]
@@ -99,27 +90,19 @@ def main() -> None:
             print(f"provision: {name} {i + 1}/{runs}: {samples[-1]:.3f} s", flush=True)
         stats[name] = Stat(samples)
     fastest = min(s.median for s in stats.values())
-    rows = [[name, *s.cells(), ratio(s.median, fastest)] for name, s in stats.items()]
-    summary = "; ".join(f"{n} {s.median:.3f} s" for n, s in stats.items())
+    rows = [[name, *s.cells(), f"{s.median / fastest:.1f}x"] for name, s in stats.items()]
+    caption = f"PostgreSQL {chosen.pg} and Redis {chosen.redis}, both ready"
+    medians = "; ".join(f"{n} {s.median:.3f} s" for n, s in stats.items())
     points = {"median": [[n, s.median, s.min, s.max] for n, s in stats.items()]}
-    title = "Worker provisioning: PostgreSQL and Redis both ready"
-    save(
-        Result(
-            name="provision",
-            title="Worker provisioning",
-            summary=f"Median time until both servers answer: {summary}.",
-            tables=[
-                Table(
-                    f"PostgreSQL {chosen.pg} and Redis {chosen.redis}, both ready",
-                    ["scenario", *STAT_COLUMNS, "x the fastest"],
-                    rows,
-                )
-            ],
-            targets=targets(stats),
-            plots=[Plot("provision.png", title, "", "seconds (median, min-max)", "bar", points)],
-            notes=["testcontainers ran with Ryuk off: its image is not in the engine here."],
-        )
+    summary = f"Median time until both servers answer: {medians}."
+    result = Result("provision", "Worker provisioning", summary)
+    result.tables.append(Table(caption, ["scenario", *STAT_COLUMNS, "x the fastest"], rows))
+    result.targets = targets(stats)
+    result.plots.append(
+        Plot("provision.png", TITLE, "", "seconds (median, min-max)", "bar", points)
     )
+    result.notes.append("testcontainers ran with Ryuk off: its image is not in the engine here.")
+    save(result)
 
 
 if __name__ == "__main__":
