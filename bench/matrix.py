@@ -104,6 +104,7 @@ def build(old: Run, new: Run, ref: str) -> Result:
         for run in (old, new)
     }
     columns = ["configuration", "wall", "median session", "passed", "generated cases run"]
+    why = "" if times >= 2 else f"this checkout took {new.wall / old.wall:.0%} of it"
     return Result(
         name="matrix",
         title="The integration matrix under nox",
@@ -123,11 +124,7 @@ def build(old: Run, new: Run, ref: str) -> Result:
                 "half or less",
                 f"{new.wall:.0f} s against {old.wall:.0f} s ({times:.2f}x)",
                 times >= 2 and both_pass,
-                "not every session passed"
-                if not both_pass
-                else ""
-                if times >= 2
-                else f"this checkout took {new.wall / old.wall:.0%} of it",
+                why if both_pass else "not every session passed",
             ),
             Target(
                 "generated cases across the matrix, drawn afresh",
